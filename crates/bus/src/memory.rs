@@ -1,0 +1,718 @@
+//! [`InProcessBus`]: the bus of the embedded mode, in memory.
+//!
+//! It keeps RabbitMQ's semantics so services cannot tell the difference (the
+//! contract tests run the same suite against both): a topic exchange with `*`
+//! and `#` patterns; `mandatory` publishing (a message no queue takes is an
+//! error); quorum queues that are FIFO per queue, honour prefetch, put retried
+//! messages back in their original place, count deliveries and dead-letter past
+//! the limit or on reject; streams read from an offset by every consumer.
+//!
+//! Nothing here is durable: durability in embedded mode comes from the outbox,
+//! whose rows are deleted only after `publish` returned, and from idempotent
+//! consumers. A "confirm" therefore means "enqueued to every bound queue".
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+
+use crate::bus::{Bus, DeadLetter, DeadLetterReason, Delivery, Settler, Source, Subscription};
+use crate::envelope::Envelope;
+use crate::error::{BusError, BusResult};
+use crate::topology::{QueueKind, QueueSpec, StreamOffset, Topology, topic_matches};
+
+/// In memory a stream keeps at most this many bytes of bodies, whatever its
+/// spec's retention says: the embedded mode must not grow without bound.
+pub const DEFAULT_STREAM_MEMORY_CAP: u64 = 64 * 1024 * 1024;
+
+/// The in-memory bus. Cheap to clone; clones share the same queues.
+#[derive(Clone)]
+pub struct InProcessBus {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for InProcessBus {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("InProcessBus")
+            .field("topology", &self.inner.topology)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    topology: Topology,
+    stream_memory_cap: u64,
+    /// A std mutex, not tokio's: it is never held across an `.await`, and every
+    /// critical section is a few map operations, so blocking is shorter than a
+    /// task switch would be.
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The topology's dead-letter exchange, where rejected stream messages go.
+    stream_dead_letter_exchange: String,
+    exchanges: HashMap<String, ExchangeKind>,
+    bindings: Vec<Binding>,
+    queues: HashMap<String, Queue>,
+    consumers: HashMap<u64, ConsumerState>,
+    /// Sequence numbers give every enqueued message its FIFO position, and
+    /// every delivery and consumer a unique tag.
+    next_sequence: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ExchangeKind {
+    Topic,
+    Fanout,
+}
+
+struct Binding {
+    exchange: String,
+    pattern: String,
+    queue: String,
+}
+
+struct ConsumerState {
+    prefetch: usize,
+    in_flight: usize,
+}
+
+struct Queue {
+    spec: QueueSpec,
+    /// Woken whenever a message arrives or a consumer gains credit.
+    notify: Arc<Notify>,
+    body: QueueBody,
+}
+
+enum QueueBody {
+    Quorum {
+        /// Ready messages by FIFO position: a retried message goes back to its
+        /// original place, ahead of the ones published after it.
+        ready: BTreeMap<u64, Message>,
+        /// Delivered, not settled, by delivery tag.
+        unacked: HashMap<u64, (u64, Message)>,
+    },
+    Stream {
+        log: VecDeque<StreamEntry>,
+        next_offset: u64,
+        bytes: u64,
+    },
+}
+
+#[derive(Clone)]
+struct Message {
+    envelope: Arc<Envelope>,
+    /// Returns so far (RabbitMQ's `x-delivery-count`).
+    delivery_count: u32,
+    delivered_before: bool,
+    dead_letter: Option<DeadLetter>,
+}
+
+struct StreamEntry {
+    offset: u64,
+    appended_at: Instant,
+    size: u64,
+    envelope: Arc<Envelope>,
+}
+
+impl InProcessBus {
+    /// A bus with the topology's exchange, dead-letter exchange and queue, and
+    /// the analytics stream, as `RabbitBus::connect` declares them.
+    pub fn new(topology: Topology) -> Self {
+        InProcessBus::with_stream_memory_cap(topology, DEFAULT_STREAM_MEMORY_CAP)
+    }
+
+    /// As [`InProcessBus::new`], keeping at most `cap` bytes per stream.
+    pub fn with_stream_memory_cap(topology: Topology, cap: u64) -> Self {
+        let mut state = State {
+            stream_dead_letter_exchange: topology.dead_letter_exchange(),
+            ..State::default()
+        };
+        state.exchanges.insert(topology.exchange(), ExchangeKind::Topic);
+        state
+            .exchanges
+            .insert(topology.dead_letter_exchange(), ExchangeKind::Fanout);
+        let bus = InProcessBus {
+            inner: Arc::new(Inner {
+                topology,
+                stream_memory_cap: cap,
+                state: Mutex::new(state),
+            }),
+        };
+        let mut base = vec![QueueSpec::dead_letter(&bus.inner.topology)];
+        if bus.inner.topology.has_analytics_stream() {
+            base.push(QueueSpec::analytics(&bus.inner.topology));
+        }
+        for spec in base {
+            let mut state = bus.inner.lock();
+            // Cannot fail: the exchanges were just created and the queues are new.
+            let declared = state.declare(&spec);
+            debug_assert!(declared.is_ok());
+        }
+        bus
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.inner.topology
+    }
+
+    /// Messages ready (not in flight) in a quorum queue, or retained in a
+    /// stream; `None` for an unknown queue. For tests and health pages.
+    pub fn queue_depth(&self, queue: &str) -> Option<usize> {
+        let state = self.inner.lock();
+        state.queues.get(queue).map(|queue| match &queue.body {
+            QueueBody::Quorum { ready, .. } => ready.len(),
+            QueueBody::Stream { log, .. } => log.len(),
+        })
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the maps half-updated in a
+        // way that matters more than losing the whole bus would.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl State {
+    fn sequence(&mut self) -> u64 {
+        self.next_sequence += 1;
+        self.next_sequence
+    }
+
+    fn declare(&mut self, spec: &QueueSpec) -> BusResult<()> {
+        let Some(&exchange_kind) = self.exchanges.get(&spec.exchange) else {
+            return Err(BusError::Queue {
+                queue: spec.name.clone(),
+                reason: format!("exchange {} does not exist", spec.exchange),
+            });
+        };
+        if let QueueKind::Quorum {
+            dead_letter_exchange: Some(dead_letter_exchange),
+            ..
+        } = &spec.kind
+            && !self.exchanges.contains_key(dead_letter_exchange)
+        {
+            return Err(BusError::Queue {
+                queue: spec.name.clone(),
+                reason: format!("dead-letter exchange {dead_letter_exchange} does not exist"),
+            });
+        }
+        match self.queues.get(&spec.name) {
+            Some(existing) if existing.spec.kind != spec.kind => {
+                return Err(BusError::Queue {
+                    queue: spec.name.clone(),
+                    reason: "already declared with other arguments".to_owned(),
+                });
+            }
+            Some(_) => {}
+            None => {
+                let body = match spec.kind {
+                    QueueKind::Quorum { .. } => QueueBody::Quorum {
+                        ready: BTreeMap::new(),
+                        unacked: HashMap::new(),
+                    },
+                    QueueKind::Stream { .. } => QueueBody::Stream {
+                        log: VecDeque::new(),
+                        next_offset: 0,
+                        bytes: 0,
+                    },
+                };
+                self.queues.insert(
+                    spec.name.clone(),
+                    Queue {
+                        spec: spec.clone(),
+                        notify: Arc::new(Notify::new()),
+                        body,
+                    },
+                );
+            }
+        }
+        for pattern in &spec.bindings {
+            // Fanout ignores the key; store one binding whatever it says.
+            let pattern = match exchange_kind {
+                ExchangeKind::Topic => pattern.clone(),
+                ExchangeKind::Fanout => "#".to_owned(),
+            };
+            let exists = self.bindings.iter().any(|binding| {
+                binding.exchange == spec.exchange && binding.queue == spec.name && binding.pattern == pattern
+            });
+            if !exists {
+                self.bindings.push(Binding {
+                    exchange: spec.exchange.clone(),
+                    pattern,
+                    queue: spec.name.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Queue names `routing_key` reaches on `exchange`, each once.
+    fn route(&self, exchange: &str, routing_key: &str) -> Vec<String> {
+        let mut queues: Vec<String> = Vec::new();
+        for binding in &self.bindings {
+            if binding.exchange == exchange
+                && topic_matches(&binding.pattern, routing_key)
+                && !queues.contains(&binding.queue)
+            {
+                queues.push(binding.queue.clone());
+            }
+        }
+        queues
+    }
+
+    /// Enqueues `message` on every queue bound to `exchange` for `routing_key`.
+    /// Returns how many queues took it.
+    fn enqueue(
+        &mut self,
+        exchange: &str,
+        routing_key: &str,
+        message: &Message,
+        stream_memory_cap: u64,
+    ) -> usize {
+        let targets = self.route(exchange, routing_key);
+        for queue_name in &targets {
+            let sequence = self.sequence();
+            let Some(queue) = self.queues.get_mut(queue_name) else {
+                continue;
+            };
+            match &mut queue.body {
+                QueueBody::Quorum { ready, .. } => {
+                    let mut copy = message.clone();
+                    // A copy in a new queue starts afresh there.
+                    copy.delivery_count = 0;
+                    copy.delivered_before = false;
+                    ready.insert(sequence, copy);
+                }
+                QueueBody::Stream {
+                    log,
+                    next_offset,
+                    bytes,
+                } => {
+                    let QueueKind::Stream {
+                        max_age,
+                        max_length_bytes,
+                    } = queue.spec.kind
+                    else {
+                        continue;
+                    };
+                    let size = message.envelope.encode_body().len() as u64;
+                    log.push_back(StreamEntry {
+                        offset: *next_offset,
+                        appended_at: Instant::now(),
+                        size,
+                        envelope: message.envelope.clone(),
+                    });
+                    *next_offset += 1;
+                    *bytes += size;
+                    apply_retention(log, bytes, max_age, max_length_bytes.min(stream_memory_cap));
+                }
+            }
+            queue.notify.notify_waiters();
+        }
+        targets.len()
+    }
+
+    /// Sends `message` from `queue_name` to that queue's dead-letter exchange
+    /// (or drops it, as RabbitMQ does, when the queue has none).
+    fn dead_letter(
+        &mut self,
+        queue_name: &str,
+        mut message: Message,
+        reason: DeadLetterReason,
+        stream_memory_cap: u64,
+    ) {
+        let dead_letter_exchange = match self.queues.get(queue_name).map(|queue| &queue.spec.kind) {
+            Some(QueueKind::Quorum {
+                dead_letter_exchange: Some(exchange),
+                ..
+            }) => exchange.clone(),
+            // Streams have no dead-letter exchange of their own: a message a
+            // stream consumer rejects goes to the topology's.
+            Some(QueueKind::Stream { .. }) => self.stream_dead_letter_exchange.clone(),
+            _ => {
+                tracing::warn!(queue = %queue_name, event_id = %message.envelope.event_id(), "dropping dead letter: queue has no dead-letter exchange");
+                return;
+            }
+        };
+        let routing_key = message.envelope.event_type().to_owned();
+        message.dead_letter = Some(DeadLetter {
+            queue: queue_name.to_owned(),
+            reason,
+        });
+        let taken = self.enqueue(&dead_letter_exchange, &routing_key, &message, stream_memory_cap);
+        if taken == 0 {
+            tracing::warn!(queue = %queue_name, event_id = %message.envelope.event_id(), "dead letter had no queue to go to");
+        }
+    }
+
+    fn credit(&self, consumer: u64) -> usize {
+        self.consumers.get(&consumer).map_or(0, |state| {
+            if state.prefetch == 0 {
+                usize::MAX
+            } else {
+                state.prefetch.saturating_sub(state.in_flight)
+            }
+        })
+    }
+
+    fn release_credit(&mut self, consumer: u64, queue_name: &str) {
+        if let Some(state) = self.consumers.get_mut(&consumer) {
+            state.in_flight = state.in_flight.saturating_sub(1);
+        }
+        if let Some(queue) = self.queues.get(queue_name) {
+            queue.notify.notify_waiters();
+        }
+    }
+}
+
+fn apply_retention(log: &mut VecDeque<StreamEntry>, bytes: &mut u64, max_age: Duration, max_bytes: u64) {
+    let now = Instant::now();
+    while let Some(front) = log.front() {
+        let too_big = *bytes > max_bytes;
+        let too_old = now.duration_since(front.appended_at) > max_age;
+        if !too_big && !too_old {
+            break;
+        }
+        *bytes -= front.size;
+        log.pop_front();
+    }
+}
+
+#[async_trait]
+impl Bus for InProcessBus {
+    async fn publish(&self, batch: &[Envelope]) -> BusResult<()> {
+        for envelope in batch {
+            envelope.validate()?;
+        }
+        let exchange = self.inner.topology.exchange();
+        let mut state = self.inner.lock();
+        for envelope in batch {
+            let message = Message {
+                envelope: Arc::new(envelope.clone()),
+                delivery_count: 0,
+                delivered_before: false,
+                dead_letter: None,
+            };
+            let taken = state.enqueue(
+                &exchange,
+                envelope.event_type(),
+                &message,
+                self.inner.stream_memory_cap,
+            );
+            if taken == 0 {
+                return Err(BusError::Unroutable {
+                    event_id: envelope.event_id().to_owned(),
+                    routing_key: envelope.event_type().to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn ensure_queue(&self, spec: &QueueSpec) -> BusResult<()> {
+        self.inner.lock().declare(spec)
+    }
+
+    async fn subscribe(&self, queue: &QueueSpec, prefetch: u16) -> BusResult<Subscription> {
+        let mut state = self.inner.lock();
+        state.declare(queue)?;
+        let consumer = state.sequence();
+        state.consumers.insert(
+            consumer,
+            ConsumerState {
+                prefetch: usize::from(prefetch),
+                in_flight: 0,
+            },
+        );
+        let Some(declared) = state.queues.get(&queue.name) else {
+            return Err(BusError::Queue {
+                queue: queue.name.clone(),
+                reason: "vanished while subscribing".to_owned(),
+            });
+        };
+        let notify = declared.notify.clone();
+        let cursor = match &declared.body {
+            QueueBody::Quorum { .. } => None,
+            QueueBody::Stream { log, next_offset, .. } => {
+                let first = log.front().map_or(*next_offset, |entry| entry.offset);
+                Some(match queue.stream_offset {
+                    StreamOffset::First => first,
+                    StreamOffset::Last => log.back().map_or(*next_offset, |entry| entry.offset),
+                    StreamOffset::Next => *next_offset,
+                    StreamOffset::Offset(offset) => offset.max(first),
+                })
+            }
+        };
+        drop(state);
+        Ok(Subscription::new(
+            queue.name.clone(),
+            Source::Memory(MemorySubscription {
+                inner: self.inner.clone(),
+                queue: queue.name.clone(),
+                consumer,
+                notify,
+                cursor,
+            }),
+        ))
+    }
+
+    async fn check(&self) -> BusResult<()> {
+        Ok(())
+    }
+}
+
+/// A consumer on an in-memory queue.
+pub(crate) struct MemorySubscription {
+    inner: Arc<Inner>,
+    queue: String,
+    consumer: u64,
+    notify: Arc<Notify>,
+    /// Next stream offset to read; `None` for quorum queues.
+    cursor: Option<u64>,
+}
+
+impl Drop for MemorySubscription {
+    fn drop(&mut self) {
+        // Deliveries still held stay settleable; only the credit bookkeeping goes.
+        self.inner.lock().consumers.remove(&self.consumer);
+    }
+}
+
+impl MemorySubscription {
+    pub(crate) async fn next_batch(&mut self, max: usize, linger: Duration) -> BusResult<Vec<Delivery>> {
+        let mut batch = Vec::new();
+        // A clone so waiting does not borrow `self` while `take` mutates it.
+        let notify = self.notify.clone();
+        // At least one: wait as long as it takes.
+        loop {
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            self.take(max, &mut batch)?;
+            if !batch.is_empty() {
+                break;
+            }
+            notified.await;
+        }
+        // Then more, for up to `linger`.
+        let deadline = tokio::time::Instant::now() + linger;
+        while batch.len() < max {
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let before = batch.len();
+            self.take(max, &mut batch)?;
+            if batch.len() > before {
+                continue;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                break;
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Moves ready messages into `batch`, within `max` and the prefetch credit.
+    fn take(&mut self, max: usize, batch: &mut Vec<Delivery>) -> BusResult<()> {
+        let mut guard = self.inner.lock();
+        // Reborrow once so the fields below can be borrowed separately.
+        let state = &mut *guard;
+        let wanted = max.saturating_sub(batch.len()).min(state.credit(self.consumer));
+        if wanted == 0 {
+            return Ok(());
+        }
+        let Some(queue) = state.queues.get_mut(&self.queue) else {
+            return Err(BusError::Queue {
+                queue: self.queue.clone(),
+                reason: "does not exist".to_owned(),
+            });
+        };
+        let (inner, queue_name, consumer) = (&self.inner, &self.queue, self.consumer);
+        let settler = |kind| {
+            Settler::Memory(MemorySettler {
+                inner: inner.clone(),
+                queue: queue_name.clone(),
+                consumer,
+                kind,
+            })
+        };
+        let before = batch.len();
+        match &mut queue.body {
+            QueueBody::Quorum { ready, unacked } => {
+                while batch.len() - before < wanted {
+                    let Some((position, mut message)) = ready.pop_first() else {
+                        break;
+                    };
+                    state.next_sequence += 1;
+                    let tag = state.next_sequence;
+                    let redelivered = message.delivered_before;
+                    message.delivered_before = true;
+                    let delivery = Delivery::new(
+                        (*message.envelope).clone(),
+                        redelivered,
+                        message.delivery_count,
+                        message.dead_letter.clone(),
+                        None,
+                        settler(SettleKind::Quorum { tag }),
+                    );
+                    unacked.insert(tag, (position, message));
+                    batch.push(delivery);
+                }
+            }
+            QueueBody::Stream { log, .. } => {
+                let Some(cursor) = self.cursor.as_mut() else {
+                    return Ok(());
+                };
+                let first = log.front().map_or(*cursor, |entry| entry.offset);
+                // Retention may have removed what the cursor pointed at.
+                *cursor = (*cursor).max(first);
+                let start = usize::try_from(*cursor - first).unwrap_or(usize::MAX);
+                for entry in log.iter().skip(start).take(wanted) {
+                    batch.push(Delivery::new(
+                        (*entry.envelope).clone(),
+                        false,
+                        0,
+                        None,
+                        Some(entry.offset),
+                        settler(SettleKind::Stream),
+                    ));
+                    *cursor = entry.offset + 1;
+                }
+            }
+        }
+        if let Some(consumer) = state.consumers.get_mut(&self.consumer) {
+            consumer.in_flight += batch.len() - before;
+        }
+        Ok(())
+    }
+}
+
+pub(crate) struct MemorySettler {
+    inner: Arc<Inner>,
+    queue: String,
+    consumer: u64,
+    kind: SettleKind,
+}
+
+enum SettleKind {
+    Quorum {
+        tag: u64,
+    },
+    /// Stream messages stay in the stream whatever the consumer does; settling
+    /// only returns the prefetch credit.
+    Stream,
+}
+
+impl MemorySettler {
+    /// Takes the unacked message back out of its queue (quorum queues only).
+    fn take_unacked(&self, state: &mut State) -> Option<(u64, Message)> {
+        let SettleKind::Quorum { tag } = self.kind else {
+            return None;
+        };
+        match state.queues.get_mut(&self.queue).map(|queue| &mut queue.body) {
+            Some(QueueBody::Quorum { unacked, .. }) => unacked.remove(&tag),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn ack(&self) -> BusResult<()> {
+        let mut state = self.inner.lock();
+        let _acked = self.take_unacked(&mut state);
+        state.release_credit(self.consumer, &self.queue);
+        Ok(())
+    }
+
+    pub(crate) fn retry(&self) -> BusResult<()> {
+        let mut state = self.inner.lock();
+        if let Some((position, mut message)) = self.take_unacked(&mut state) {
+            message.delivery_count += 1;
+            let limit = match state.queues.get(&self.queue).map(|queue| &queue.spec.kind) {
+                Some(QueueKind::Quorum { delivery_limit, .. }) => *delivery_limit,
+                _ => None,
+            };
+            if limit.is_some_and(|limit| message.delivery_count > limit) {
+                state.dead_letter(
+                    &self.queue,
+                    message,
+                    DeadLetterReason::DeliveryLimit,
+                    self.inner.stream_memory_cap,
+                );
+            } else if let Some(QueueBody::Quorum { ready, .. }) =
+                state.queues.get_mut(&self.queue).map(|queue| &mut queue.body)
+            {
+                ready.insert(position, message);
+            }
+        }
+        state.release_credit(self.consumer, &self.queue);
+        Ok(())
+    }
+
+    pub(crate) fn reject(&self, envelope: &Envelope, reason: &str) -> BusResult<()> {
+        let mut state = self.inner.lock();
+        let message = match self.take_unacked(&mut state) {
+            Some((_, message)) => Some(message),
+            None if matches!(self.kind, SettleKind::Stream) => Some(Message {
+                envelope: Arc::new(envelope.clone()),
+                delivery_count: 0,
+                delivered_before: true,
+                dead_letter: None,
+            }),
+            None => None,
+        };
+        if let Some(message) = message {
+            state.dead_letter(
+                &self.queue,
+                message,
+                DeadLetterReason::Rejected(reason.to_owned()),
+                self.inner.stream_memory_cap,
+            );
+        }
+        state.release_credit(self.consumer, &self.queue);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchboard_proto::v1;
+
+    fn envelope(event_type: &str) -> Envelope {
+        Envelope {
+            event: v1::Event {
+                id: uuid::Uuid::now_v7().to_string(),
+                r#type: event_type.to_owned(),
+                ..Default::default()
+            },
+            traceparent: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn streams_in_memory_keep_within_the_memory_cap() {
+        let sample = envelope("contact.received");
+        let size = sample.encode_body().len() as u64;
+        let topology = Topology::new("t.");
+        // Room for three events.
+        let bus = InProcessBus::with_stream_memory_cap(topology.clone(), size * 3);
+        let sent: Vec<Envelope> = (0..5).map(|_| envelope("contact.received")).collect();
+        bus.publish(&sent).await.expect("publish");
+        let stream = QueueSpec::analytics(&topology);
+        assert_eq!(bus.queue_depth(&stream.name), Some(3));
+        let mut subscription = bus.subscribe(&stream, 10).await.expect("subscribe");
+        let batch = subscription
+            .next_batch(10, Duration::from_millis(10))
+            .await
+            .expect("batch");
+        let offsets: Vec<Option<u64>> = batch.iter().map(|delivery| delivery.stream_offset).collect();
+        assert_eq!(offsets, [Some(2), Some(3), Some(4)]);
+        crate::bus::ack_all(batch).await.expect("ack");
+    }
+}

@@ -1,0 +1,305 @@
+//! The cases consumer: `contact.received` in from the `switchboard.cases`
+//! queue, customers/cases/contacts and `case.*` events out through the outbox.
+//!
+//! Per batch of deliveries:
+//! 1. each message is decoded and unsealed ([`crate::inbound`]); one that
+//!    never can be is rejected to the dead-letter queue with the reason, and
+//!    other `contact.*` events are acked without effect;
+//! 2. the contacts are applied in one store transaction
+//!    ([`CasesStore::apply_contacts`]), which is idempotent by event id;
+//! 3. after the commit the batch is acked and the outbox relay woken.
+//!
+//! Store errors that may pass (database away, a lost race) are retried in
+//! process with back-off, holding the deliveries, rather than sent back to
+//! the queue at once: the quorum queue dead-letters a message after a few
+//! deliveries, and a short database outage must not turn contacts into dead
+//! letters. Past the retry budget they go back to the queue. A batch that
+//! fails for a reason retrying cannot fix is split, so one bad contact does
+//! not hold back the others.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use switchboard_bus::{
+    BatchHandler, Bus, Delivery, OutboxRelay, OutboxStore, Outcome, QueueSpec, Sealer, Topology, consume,
+};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::CasesResult;
+use crate::inbound::{Inbound, decode};
+use crate::model::{ApplyOutcome, IncomingContact};
+use crate::store::{CasesStore, MAX_APPLY_BATCH};
+
+/// Tuning of the consumer; the defaults suit both modes.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// Most deliveries per store transaction (at most [`MAX_APPLY_BATCH`]).
+    pub batch_size: usize,
+    /// How long to wait for a batch to fill once its first delivery is in:
+    /// the most latency batching adds when traffic is light.
+    pub linger: Duration,
+    /// Unacked deliveries the broker may send ahead. Two batches' worth, so
+    /// the next batch is already here while the current one commits.
+    pub prefetch: u16,
+    /// How long a batch is retried in process while the store reports
+    /// transient errors, before its deliveries go back to the queue.
+    pub store_retry_budget: Duration,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        ConsumerConfig {
+            batch_size: MAX_APPLY_BATCH,
+            linger: Duration::from_millis(20),
+            prefetch: 1000,
+            store_retry_budget: Duration::from_secs(60),
+        }
+    }
+}
+
+const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(100);
+const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Consumes `contact.*` events into the case store and relays the case
+/// store's outbox. Build it with [`CasesConsumer::new`] and [`CasesConsumer::run`] it.
+pub struct CasesConsumer {
+    store: Arc<dyn CasesStore>,
+    sealer: Arc<Sealer>,
+    bus: Arc<dyn Bus>,
+    queue: QueueSpec,
+    config: ConsumerConfig,
+    /// Notified after each commit that wrote outbox rows, so the relay
+    /// publishes at once instead of at its next poll.
+    wake: Arc<Notify>,
+}
+
+impl std::fmt::Debug for CasesConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CasesConsumer")
+            .field("queue", &self.queue.name)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CasesConsumer {
+    /// A consumer of `QueueSpec::cases(topology)`.
+    pub fn new(
+        store: Arc<dyn CasesStore>,
+        sealer: Arc<Sealer>,
+        bus: Arc<dyn Bus>,
+        topology: &Topology,
+    ) -> Self {
+        CasesConsumer {
+            store,
+            sealer,
+            bus,
+            queue: QueueSpec::cases(topology),
+            config: ConsumerConfig::default(),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    pub fn with_config(mut self, config: ConsumerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Consumes the queue and relays the outbox until `shutdown` resolves;
+    /// then finishes the batch in hand (settling every delivery) and the relay
+    /// round in progress, and returns. Errors only when the subscription fails
+    /// for good (e.g. the queue was declared with other arguments).
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> CasesResult<()> {
+        let subscription = self.bus.subscribe(&self.queue, self.config.prefetch).await?;
+        tracing::info!(queue = %self.queue.name, batch_size = self.config.batch_size, "cases consumer started");
+        let stop = CancellationToken::new();
+        let outbox: Arc<dyn OutboxStore> = self.store.clone();
+        let relay = OutboxRelay::new(outbox, Arc::clone(&self.bus), Arc::clone(&self.wake));
+        let handler = ContactsHandler {
+            store: self.store,
+            sealer: self.sealer,
+            wake: self.wake,
+            stop: stop.clone(),
+            retry_budget: self.config.store_retry_budget,
+        };
+        let batch_size = self.config.batch_size.clamp(1, MAX_APPLY_BATCH);
+        let consuming = async {
+            let result = consume(
+                subscription,
+                batch_size,
+                self.config.linger,
+                handler,
+                stop.clone().cancelled_owned(),
+            )
+            .await;
+            // If consuming ends on its own (a fatal subscription error), the
+            // relay stops too, so `run` returns the error instead of hanging.
+            stop.cancel();
+            result
+        };
+        let relaying = relay.run(stop.clone().cancelled_owned());
+        let stopping = async {
+            tokio::select! {
+                () = shutdown => stop.cancel(),
+                () = stop.cancelled() => {}
+            }
+        };
+        let (consumed, (), ()) = tokio::join!(consuming, relaying, stopping);
+        let stats = consumed?;
+        tracing::info!(
+            batches = stats.batches,
+            acked = stats.acked,
+            retried = stats.retried,
+            rejected = stats.rejected,
+            "cases consumer stopped"
+        );
+        Ok(())
+    }
+}
+
+/// Decides the outcome of each delivery of a batch.
+struct ContactsHandler {
+    store: Arc<dyn CasesStore>,
+    sealer: Arc<Sealer>,
+    wake: Arc<Notify>,
+    /// Cancelled at shutdown: cuts in-process retries short so shutdown is not
+    /// held up by a database that is away (the deliveries go back to the queue).
+    stop: CancellationToken,
+    retry_budget: Duration,
+}
+
+#[async_trait]
+impl BatchHandler for ContactsHandler {
+    #[tracing::instrument(name = "cases.handle_batch", skip_all, fields(deliveries = batch.len()))]
+    async fn handle(&self, batch: &[Delivery]) -> Vec<Outcome> {
+        let mut outcomes = vec![Outcome::Ack; batch.len()];
+        let mut contacts: Vec<IncomingContact> = Vec::with_capacity(batch.len());
+        let mut positions: Vec<usize> = Vec::with_capacity(batch.len());
+        for (position, delivery) in batch.iter().enumerate() {
+            match decode(&delivery.envelope, &self.sealer) {
+                Ok(Inbound::Contact(contact)) => {
+                    contacts.push(*contact);
+                    positions.push(position);
+                }
+                Ok(Inbound::Ignored) => {
+                    tracing::debug!(event_id = %delivery.event_id(), event_type = %delivery.envelope.event_type(), "event not applied by cases, acking");
+                }
+                Err(reason) => {
+                    tracing::warn!(event_id = %delivery.event_id(), reason = %reason, "undecodable contact event");
+                    outcomes[position] = Outcome::Reject(reason);
+                }
+            }
+        }
+        if contacts.is_empty() {
+            return outcomes;
+        }
+
+        match self.apply_with_retry(&contacts).await {
+            Ok(applied) => self.applied(&applied),
+            Err(error) if !error.is_transient() && contacts.len() > 1 => {
+                tracing::warn!(error.message = %error, contacts = contacts.len(), "batch failed, applying its contacts one by one");
+                self.apply_one_by_one(&contacts, &positions, &mut outcomes).await;
+            }
+            Err(error) => {
+                tracing::warn!(
+                    error.message = %error,
+                    error.chain = %switchboard_runtime::status::cause_chain(&error),
+                    contacts = contacts.len(),
+                    "applying contacts failed, returning them to the queue"
+                );
+                for position in positions {
+                    outcomes[position] = Outcome::Retry;
+                }
+            }
+        }
+        outcomes
+    }
+}
+
+impl ContactsHandler {
+    /// Applies `contacts`, retrying transient store errors with back-off
+    /// until the budget is spent or shutdown begins.
+    async fn apply_with_retry(&self, contacts: &[IncomingContact]) -> CasesResult<Vec<ApplyOutcome>> {
+        let started = Instant::now();
+        let mut backoff = RETRY_BACKOFF_MIN;
+        let mut attempt: u32 = 1;
+        loop {
+            let error = match self.store.apply_contacts(contacts).await {
+                Ok(outcomes) => return Ok(outcomes),
+                Err(error) => error,
+            };
+            if !error.is_transient()
+                || started.elapsed() + backoff > self.retry_budget
+                || self.stop.is_cancelled()
+            {
+                return Err(error);
+            }
+            tracing::warn!(
+                error.message = %error,
+                error.chain = %switchboard_runtime::status::cause_chain(&error),
+                attempt,
+                retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
+                "applying contacts failed, retrying"
+            );
+            tokio::select! {
+                () = self.stop.cancelled() => return Err(error),
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
+            attempt += 1;
+        }
+    }
+
+    /// Isolates the contact that makes a batch fail: each is applied on its
+    /// own, in order (so a later one still sees what an earlier one created).
+    async fn apply_one_by_one(
+        &self,
+        contacts: &[IncomingContact],
+        positions: &[usize],
+        outcomes: &mut [Outcome],
+    ) {
+        let mut store_unavailable = false;
+        for (contact, &position) in contacts.iter().zip(positions) {
+            if store_unavailable {
+                outcomes[position] = Outcome::Retry;
+                continue;
+            }
+            match self.apply_with_retry(std::slice::from_ref(contact)).await {
+                Ok(applied) => self.applied(&applied),
+                Err(error) => {
+                    tracing::warn!(
+                        event_id = %contact.event_id,
+                        contact_id = %contact.contact_id,
+                        error.message = %error,
+                        error.chain = %switchboard_runtime::status::cause_chain(&error),
+                        "applying contact failed, returning it to the queue"
+                    );
+                    // A database that is away fails the rest the same way:
+                    // return them without waiting out the budget for each.
+                    store_unavailable = error.is_transient();
+                    outcomes[position] = Outcome::Retry;
+                }
+            }
+        }
+    }
+
+    fn applied(&self, outcomes: &[ApplyOutcome]) {
+        let applied = outcomes
+            .iter()
+            .filter(|outcome| outcome.applied().is_some())
+            .count();
+        let duplicates = outcomes.len() - applied;
+        let new_cases = outcomes
+            .iter()
+            .filter_map(ApplyOutcome::applied)
+            .filter(|applied| applied.new_case)
+            .count();
+        tracing::debug!(applied, duplicates, new_cases, "contacts applied");
+        if applied > 0 {
+            self.wake.notify_one();
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! The one error type of this crate.
+
+use std::path::PathBuf;
+
+/// `Result` with a [`CasesError`].
+pub type CasesResult<T> = Result<T, CasesError>;
+
+/// Everything that can go wrong in the case store and its consumer.
+///
+/// Messages name operations, ids and columns, never stored values: the store
+/// holds residents' personal data, and errors end up in logs.
+#[derive(Debug, thiserror::Error)]
+pub enum CasesError {
+    /// A statement or connection failed; `operation` names what we were doing.
+    #[error("database {operation} failed")]
+    Database {
+        operation: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// Applying the schema migrations failed.
+    #[error("case store migration failed")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+
+    /// The embedded store's data directory could not be created.
+    #[error("could not create data directory {path}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A stored value does not parse back into its domain type: the row was
+    /// written by something other than this store, or a rule got stricter.
+    /// `reason` is the domain parser's message, which never echoes the value.
+    #[error("stored {column} is invalid: {reason}")]
+    Corrupt { column: &'static str, reason: String },
+
+    /// A timeline page token that this store did not issue.
+    #[error("invalid page token")]
+    InvalidPageToken,
+
+    /// Newly generated case references kept colliding with existing ones
+    /// (50 random bits each: this means something is badly wrong).
+    #[error("case references kept colliding after {attempts} attempts")]
+    ReferenceCollisions { attempts: u32 },
+
+    /// The bus failed in a way the consumer cannot wait out.
+    #[error("bus failed")]
+    Bus(#[from] switchboard_bus::BusError),
+}
+
+impl CasesError {
+    pub(crate) fn database(operation: &'static str) -> impl FnOnce(sqlx::Error) -> CasesError {
+        move |source| CasesError::Database { operation, source }
+    }
+
+    pub(crate) fn corrupt(column: &'static str) -> impl FnOnce(String) -> CasesError {
+        move |reason| CasesError::Corrupt { column, reason }
+    }
+
+    /// True when doing the same thing again may succeed: the database is away,
+    /// busy, or another writer won a race (a unique violation from two
+    /// consumers opening the same case at once; the retry joins the winner's).
+    /// False for errors that retrying cannot fix, such as a row that breaks a
+    /// check constraint.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            CasesError::Database { source, .. } => is_transient_sqlx(source),
+            CasesError::Bus(error) => error.is_transient(),
+            CasesError::ReferenceCollisions { .. } => true,
+            CasesError::Migrate(_)
+            | CasesError::DataDir { .. }
+            | CasesError::Corrupt { .. }
+            | CasesError::InvalidPageToken => false,
+        }
+    }
+}
+
+fn is_transient_sqlx(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(database_error) => {
+            if matches!(database_error.kind(), sqlx::error::ErrorKind::UniqueViolation) {
+                return true;
+            }
+            let Some(code) = database_error.code() else {
+                return false;
+            };
+            // PostgreSQL SQLSTATE classes: 08 connection exception, 40
+            // transaction rollback (serialization failure, deadlock), 53
+            // insufficient resources, 57 operator intervention (shutdown).
+            if ["08", "40", "53", "57"]
+                .iter()
+                .any(|class| code.starts_with(class))
+            {
+                return true;
+            }
+            // SQLite extended result codes: the primary code is the low byte;
+            // 5 is SQLITE_BUSY and 6 SQLITE_LOCKED (another writer holds the file).
+            code.parse::<i32>()
+                .map(|extended| matches!(extended & 0xff, 5 | 6))
+                .unwrap_or(false)
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,158 @@
+//! `switchboard.v1.CaseService` over the case store: what agents see of a
+//! resident's contacts and cases.
+//!
+//! Requests are converted to domain types first (an unparsable id or
+//! criterion is `INVALID_ARGUMENT` naming the field); store errors become
+//! `UNAVAILABLE` when retrying may help and an opaque `INTERNAL` otherwise,
+//! with the cause chain logged by `switchboard_runtime::status`.
+
+use std::sync::Arc;
+
+use switchboard_domain::{ContactId, CustomerId};
+use switchboard_proto::v1;
+use switchboard_proto::v1::case_service_server::{CaseService, CaseServiceServer};
+use switchboard_runtime::status;
+use tonic::{Request, Response, Status};
+
+use crate::error::CasesError;
+use crate::model::{
+    CaseKey, CustomerSearch, PageToken, SEARCH_PAGE_DEFAULT, SEARCH_PAGE_MAX, TIMELINE_PAGE_DEFAULT,
+    TIMELINE_PAGE_MAX,
+};
+use crate::store::CasesStore;
+
+/// The `CaseService` implementation.
+#[derive(Clone)]
+pub struct CasesGrpc {
+    store: Arc<dyn CasesStore>,
+}
+
+impl std::fmt::Debug for CasesGrpc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CasesGrpc").finish_non_exhaustive()
+    }
+}
+
+impl CasesGrpc {
+    pub fn new(store: Arc<dyn CasesStore>) -> Self {
+        CasesGrpc { store }
+    }
+
+    /// The tonic service, for the binary to add to its server (with its
+    /// auth layer, health and reflection).
+    pub fn into_server(self) -> CaseServiceServer<CasesGrpc> {
+        CaseServiceServer::new(self)
+    }
+}
+
+/// Page size as the proto documents it: 0 means the default, anything above
+/// the maximum is lowered to it (AIP-158).
+fn page_size(requested: u32, default: usize, max: usize) -> usize {
+    match usize::try_from(requested) {
+        Ok(0) => default,
+        Ok(size) => size.min(max),
+        Err(_) => max,
+    }
+}
+
+fn store_status(error: &CasesError) -> Status {
+    match error {
+        CasesError::InvalidPageToken => {
+            status::invalid_field("page_token", "not a page token from a previous response")
+        }
+        error if error.is_transient() => status::unavailable(error),
+        error => status::internal(error),
+    }
+}
+
+#[async_trait::async_trait]
+impl CaseService for CasesGrpc {
+    #[tracing::instrument(name = "cases.get_contact", skip_all)]
+    async fn get_contact(
+        &self,
+        request: Request<v1::GetContactRequest>,
+    ) -> Result<Response<v1::ContactRecord>, Status> {
+        let id = ContactId::parse(&request.get_ref().contact_id)
+            .map_err(|error| status::invalid_field("contact_id", &error.to_string()))?;
+        match self.store.get_contact(id).await {
+            Ok(Some(contact)) => Ok(Response::new(contact.into())),
+            Ok(None) => Err(Status::not_found(
+                "no such contact in the case store (yet: contacts appear shortly after intake accepts them)",
+            )),
+            Err(error) => Err(store_status(&error)),
+        }
+    }
+
+    #[tracing::instrument(name = "cases.get_case", skip_all)]
+    async fn get_case(
+        &self,
+        request: Request<v1::GetCaseRequest>,
+    ) -> Result<Response<v1::CaseRecord>, Status> {
+        let key = CaseKey::try_from(request.get_ref()).map_err(|errors| status::invalid_argument(&errors))?;
+        match self.store.get_case(&key).await {
+            Ok(Some(case)) => Ok(Response::new(case.into())),
+            Ok(None) => Err(Status::not_found("no such case")),
+            Err(error) => Err(store_status(&error)),
+        }
+    }
+
+    #[tracing::instrument(name = "cases.get_customer_timeline", skip_all)]
+    async fn get_customer_timeline(
+        &self,
+        request: Request<v1::GetCustomerTimelineRequest>,
+    ) -> Result<Response<v1::CustomerTimeline>, Status> {
+        let request = request.get_ref();
+        let customer_id = CustomerId::parse(&request.customer_id)
+            .map_err(|error| status::invalid_field("customer_id", &error.to_string()))?;
+        let page_token = if request.page_token.is_empty() {
+            None
+        } else {
+            Some(PageToken::parse(&request.page_token).map_err(|error| store_status(&error))?)
+        };
+        let size = page_size(request.page_size, TIMELINE_PAGE_DEFAULT, TIMELINE_PAGE_MAX);
+        match self
+            .store
+            .customer_timeline(customer_id, size, page_token.as_ref())
+            .await
+        {
+            Ok(Some(timeline)) => Ok(Response::new(v1::CustomerTimeline {
+                customer: Some(timeline.customer.into()),
+                entries: timeline.entries.into_iter().map(Into::into).collect(),
+                next_page_token: timeline
+                    .next_page_token
+                    .map(|token| token.as_str().to_owned())
+                    .unwrap_or_default(),
+            })),
+            Ok(None) => Err(Status::not_found("no such customer")),
+            Err(error) => Err(store_status(&error)),
+        }
+    }
+
+    #[tracing::instrument(name = "cases.search_customers", skip_all)]
+    async fn search_customers(
+        &self,
+        request: Request<v1::SearchCustomersRequest>,
+    ) -> Result<Response<v1::SearchCustomersResponse>, Status> {
+        let search = CustomerSearch::try_from(request.get_ref())
+            .map_err(|errors| status::invalid_argument(&errors))?;
+        let limit = page_size(request.get_ref().page_size, SEARCH_PAGE_DEFAULT, SEARCH_PAGE_MAX);
+        match self.store.search_customers(&search, limit).await {
+            Ok(customers) => Ok(Response::new(v1::SearchCustomersResponse {
+                customers: customers.into_iter().map(Into::into).collect(),
+            })),
+            Err(error) => Err(store_status(&error)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_size_defaults_and_caps() {
+        assert_eq!(page_size(0, 50, 500), 50);
+        assert_eq!(page_size(7, 50, 500), 7);
+        assert_eq!(page_size(10_000, 50, 500), 500);
+    }
+}

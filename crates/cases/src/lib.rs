@@ -1,0 +1,51 @@
+//! The case store: one record of each resident and their cases across every
+//! channel (DESIGN.md: "cases").
+//!
+//! How data flows through the modules:
+//!
+//! ```text
+//!  switchboard.cases queue ──► consumer ──► inbound ──► store::apply_contacts ──► plan
+//!  (contact.received, sealed)   (batches)   (decode,     (one transaction per      (match customer,
+//!                                            unseal)      batch: inbox, customers,   join/open case)
+//!                                                         cases, contacts, outbox)
+//!  outbox ──► OutboxRelay (bus crate) ──► case.opened / case.updated on switchboard.events
+//!  agents ──► grpc (CaseService) ──► store queries (contact, case, timeline, search)
+//! ```
+//!
+//! - [`consumer`]: [`CasesConsumer`] subscribes to `QueueSpec::cases`, takes
+//!   batches of up to 500 deliveries, applies them in one transaction, then
+//!   acks; rejects undecodable or unopenable messages to the dead-letter
+//!   queue; retries store errors. Runs the outbox relay beside it.
+//! - `inbound` (private): a bus message to an [`IncomingContact`] (event
+//!   decoded, personal data unsealed, values parsed into domain types).
+//! - `plan` (private): the matching and case rules, decided in memory for a
+//!   whole batch against a snapshot of what the store holds, so both stores
+//!   apply exactly the same rules.
+//! - [`store`]: the [`CasesStore`] trait (apply, queries, outbox) and its
+//!   PostgreSQL ([`PgCasesStore`], schema `cases`) and SQLite
+//!   ([`SqliteCasesStore`], `cases.db`) implementations; SQL lives there and
+//!   in `migrations/`.
+//! - [`grpc`]: [`CasesGrpc`], the `switchboard.v1.CaseService` server.
+//! - `wire` (private): proto ⇄ domain conversions used by `grpc` and `inbound`.
+//! - [`model`]: customers, cases, contacts, timeline pages, search criteria.
+//! - [`error`]: [`CasesError`] and [`CasesResult`].
+
+pub mod consumer;
+pub mod error;
+pub mod grpc;
+mod inbound;
+pub mod model;
+mod plan;
+pub mod store;
+mod wire;
+
+pub use consumer::{CasesConsumer, ConsumerConfig};
+pub use error::{CasesError, CasesResult};
+pub use grpc::CasesGrpc;
+pub use model::{
+    AppliedContact, ApplyOutcome, Case, CaseKey, CaseStatus, Contact, Customer, CustomerSearch,
+    IncomingContact, PageToken, SEARCH_PAGE_DEFAULT, SEARCH_PAGE_MAX, TIMELINE_PAGE_DEFAULT,
+    TIMELINE_PAGE_MAX, Timeline, TimelineEntry,
+};
+pub use plan::EVENT_SOURCE;
+pub use store::{CasesStore, MAX_APPLY_BATCH, PgCasesStore, SqliteCasesStore};

@@ -1,0 +1,800 @@
+//! Deciding what a batch of incoming contacts does to the store, in memory.
+//!
+//! Both stores apply a batch the same way, in one transaction:
+//!
+//! 1. look up what the batch can touch ([`lookup_keys`]): the events and
+//!    contacts already applied, the customers holding any phone number or
+//!    email address in the batch, and those customers' open cases;
+//! 2. [`plan_batch`] walks the contacts in delivery order against that
+//!    snapshot, which it updates as it goes, so a later contact sees the
+//!    customer and case an earlier one in the same batch created;
+//! 3. the store writes the plan with a few set-based statements.
+//!
+//! Keeping the decisions here, free of SQL, means the two stores cannot
+//! disagree about matching, and the rules are unit-tested without a database.
+//!
+//! The matching rules (first cut, exact matches only):
+//! - a customer is found by the normalised phone number (the one given, or
+//!   else the caller's number), and failing that by email address;
+//! - if the phone and the email point at different customers, the phone
+//!   wins and the two are never merged;
+//! - identifiers and details the matched customer lacks are filled in, never
+//!   overwritten, and an identifier another customer already holds is not
+//!   copied (so one phone or email keeps naming one customer);
+//! - with neither (an anonymous visit), the contact gets a new customer;
+//! - when several customers hold the same value, the earliest created wins.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use prost::Message as _;
+use switchboard_domain::{CaseId, CaseReference, Channel, ContactId, CustomerId, EventId};
+use switchboard_proto::{event_types, v1};
+
+use crate::error::{CasesError, CasesResult};
+use crate::model::{AppliedContact, ApplyOutcome, CaseStatus, IncomingContact, fold_name, to_micros};
+
+/// The `source` of every event this service publishes.
+pub const EVENT_SOURCE: &str = "cases";
+
+/// A customer row in its stored form (normalised strings).
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct CustomerRow {
+    pub(crate) id: CustomerId,
+    pub(crate) name: Option<String>,
+    pub(crate) phone_e164: Option<String>,
+    pub(crate) email: Option<String>,
+    pub(crate) postcode: Option<String>,
+    pub(crate) address_line: Option<String>,
+    pub(crate) uprn: Option<String>,
+    pub(crate) created_at: DateTime<Utc>,
+}
+
+impl CustomerRow {
+    pub(crate) fn name_folded(&self) -> Option<String> {
+        self.name.as_deref().map(fold_name)
+    }
+}
+
+impl std::fmt::Debug for CustomerRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Which parts are present, never their values.
+        f.debug_struct("CustomerRow")
+            .field("id", &self.id)
+            .field("name", &self.name.is_some())
+            .field("phone_e164", &self.phone_e164.is_some())
+            .field("email", &self.email.is_some())
+            .field("postcode", &self.postcode.is_some())
+            .field("address_line", &self.address_line.is_some())
+            .field("uprn", &self.uprn.is_some())
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
+/// An open case row as the planner needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OpenCaseRow {
+    pub(crate) id: CaseId,
+    pub(crate) reference: String,
+    pub(crate) customer_id: CustomerId,
+    pub(crate) service: String,
+    pub(crate) opened_at: DateTime<Utc>,
+    pub(crate) updated_at: DateTime<Utc>,
+    pub(crate) contact_count: u32,
+}
+
+/// A contact row in its stored form (JSON columns already serialised).
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct ContactRow {
+    pub(crate) id: ContactId,
+    pub(crate) reference: String,
+    pub(crate) customer_id: CustomerId,
+    pub(crate) case_id: CaseId,
+    pub(crate) channel: &'static str,
+    pub(crate) service: String,
+    pub(crate) summary: String,
+    pub(crate) details: String,
+    pub(crate) needs: String,
+    pub(crate) origin: String,
+    pub(crate) received_at: DateTime<Utc>,
+    pub(crate) stored_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for ContactRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContactRow")
+            .field("id", &self.id)
+            .field("customer_id", &self.customer_id)
+            .field("case_id", &self.case_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An outbox row ready to insert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OutboxRow {
+    pub(crate) event_id: EventId,
+    pub(crate) event_type: &'static str,
+    pub(crate) body: Vec<u8>,
+    pub(crate) traceparent: Option<String>,
+    pub(crate) created_at: DateTime<Utc>,
+}
+
+/// What a batch needs looked up before it can be planned.
+#[derive(Debug, Default)]
+pub(crate) struct LookupKeys {
+    pub(crate) event_ids: Vec<EventId>,
+    pub(crate) contact_ids: Vec<ContactId>,
+    pub(crate) phones: Vec<String>,
+    pub(crate) emails: Vec<String>,
+}
+
+impl LookupKeys {
+    /// Advisory lock keys (PostgreSQL): one per identity, so two transactions
+    /// that could match or create the same customer take turns, while
+    /// unrelated batches run side by side. Sorted, so every transaction takes
+    /// its locks in the same order and none can deadlock on them.
+    pub(crate) fn lock_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .phones
+            .iter()
+            .map(|phone| format!("cases.customer.phone:{phone}"))
+            .chain(
+                self.emails
+                    .iter()
+                    .map(|email| format!("cases.customer.email:{email}")),
+            )
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+}
+
+pub(crate) fn lookup_keys(batch: &[IncomingContact]) -> LookupKeys {
+    let mut keys = LookupKeys::default();
+    let mut phones = HashSet::new();
+    let mut emails = HashSet::new();
+    for contact in batch {
+        keys.event_ids.push(contact.event_id);
+        keys.contact_ids.push(contact.contact_id);
+        if let Some(phone) = contact.identifying_phone()
+            && phones.insert(phone.as_e164())
+        {
+            keys.phones.push(phone.as_e164().to_owned());
+        }
+        if let Some(email) = &contact.customer.email
+            && emails.insert(email.as_str())
+        {
+            keys.emails.push(email.as_str().to_owned());
+        }
+    }
+    keys
+}
+
+/// What the store already holds that the batch may touch.
+#[derive(Debug, Default)]
+pub(crate) struct Snapshot {
+    /// Event ids of the batch already in the inbox.
+    pub(crate) applied_events: HashSet<EventId>,
+    /// Contact ids of the batch already stored (under another event id).
+    pub(crate) stored_contacts: HashSet<ContactId>,
+    /// Customers holding a phone or email of the batch, in any order.
+    pub(crate) customers: Vec<CustomerRow>,
+    /// Open cases of those customers.
+    pub(crate) open_cases: Vec<OpenCaseRow>,
+}
+
+struct CustomerState {
+    row: CustomerRow,
+    new: bool,
+    filled: bool,
+}
+
+struct CaseState {
+    id: CaseId,
+    reference: CaseReference,
+    customer_id: CustomerId,
+    service: String,
+    opened_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    contact_count: u32,
+    new: bool,
+    touched: bool,
+}
+
+enum CaseChange {
+    Opened,
+    Updated { contact_count: u32 },
+}
+
+struct PlannedEvent {
+    case: usize,
+    change: CaseChange,
+    contact_id: ContactId,
+    channel: Channel,
+    traceparent: Option<String>,
+}
+
+/// Everything one batch writes.
+pub(crate) struct BatchPlan {
+    pub(crate) new_customers: Vec<CustomerRow>,
+    /// Existing customers with details filled in (their full row after it;
+    /// stores write it with `COALESCE`, so nothing is ever overwritten).
+    pub(crate) filled_customers: Vec<CustomerRow>,
+    cases: Vec<CaseState>,
+    pub(crate) contacts: Vec<ContactRow>,
+    pub(crate) inbox: Vec<EventId>,
+    events: Vec<PlannedEvent>,
+    pub(crate) outcomes: Vec<ApplyOutcome>,
+    pub(crate) now: DateTime<Utc>,
+}
+
+/// A case the plan opens, as the store inserts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NewCaseRow {
+    pub(crate) id: CaseId,
+    pub(crate) reference: String,
+    pub(crate) customer_id: CustomerId,
+    pub(crate) service: String,
+    pub(crate) status: CaseStatus,
+    pub(crate) opened_at: DateTime<Utc>,
+    pub(crate) updated_at: DateTime<Utc>,
+}
+
+/// How many times a store regenerates colliding case references before
+/// giving up on the batch.
+pub(crate) const REFERENCE_ATTEMPTS: u32 = 5;
+
+impl BatchPlan {
+    pub(crate) fn new_cases(&self) -> Vec<NewCaseRow> {
+        self.cases
+            .iter()
+            .filter(|case| case.new)
+            .map(|case| NewCaseRow {
+                id: case.id,
+                reference: case.reference.as_str().to_owned(),
+                customer_id: case.customer_id,
+                service: case.service.clone(),
+                status: CaseStatus::Open,
+                opened_at: case.opened_at,
+                updated_at: case.updated_at,
+            })
+            .collect()
+    }
+
+    /// Existing cases that got contacts: `(id, updated_at)`, sorted by id so
+    /// concurrent writers lock rows in the same order.
+    pub(crate) fn touched_cases(&self) -> Vec<(CaseId, DateTime<Utc>)> {
+        let mut touched: Vec<_> = self
+            .cases
+            .iter()
+            .filter(|case| !case.new && case.touched)
+            .map(|case| (case.id, case.updated_at))
+            .collect();
+        touched.sort_by_key(|(id, _)| *id);
+        touched
+    }
+
+    /// Gives a new case a fresh reference after its first one collided.
+    pub(crate) fn regenerate_reference(&mut self, case_id: CaseId) {
+        if let Some(case) = self.cases.iter_mut().find(|case| case.new && case.id == case_id) {
+            case.reference = CaseReference::generate();
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.contacts.is_empty() && self.inbox.is_empty()
+    }
+
+    /// The `case.opened` / `case.updated` events, in the order they happened.
+    /// Built after the cases are inserted, because a reference may have been
+    /// regenerated. The payloads carry ids, service and channel only: no
+    /// personal data, so they need no sealing.
+    pub(crate) fn outbox(&self) -> Vec<OutboxRow> {
+        let occurred_at = pbjson_types::Timestamp {
+            seconds: self.now.timestamp(),
+            nanos: i32::try_from(self.now.timestamp_subsec_nanos()).unwrap_or(0),
+        };
+        self.events
+            .iter()
+            .filter_map(|planned| {
+                let case = self.cases.get(planned.case)?;
+                let event_id = EventId::new();
+                let (event_type, payload) = match planned.change {
+                    CaseChange::Opened => (
+                        event_types::CASE_OPENED,
+                        v1::event::Payload::CaseOpened(v1::CaseOpened {
+                            case_id: case.id.to_string(),
+                            reference: case.reference.as_str().to_owned(),
+                            service: case.service.clone(),
+                            customer_id: case.customer_id.to_string(),
+                            contact_id: planned.contact_id.to_string(),
+                            channel: crate::wire::channel_to_proto(planned.channel) as i32,
+                        }),
+                    ),
+                    CaseChange::Updated { contact_count } => (
+                        event_types::CASE_UPDATED,
+                        v1::event::Payload::CaseUpdated(v1::CaseUpdated {
+                            case_id: case.id.to_string(),
+                            reference: case.reference.as_str().to_owned(),
+                            service: case.service.clone(),
+                            customer_id: case.customer_id.to_string(),
+                            contact_id: planned.contact_id.to_string(),
+                            channel: crate::wire::channel_to_proto(planned.channel) as i32,
+                            contact_count,
+                        }),
+                    ),
+                };
+                let event = v1::Event {
+                    id: event_id.to_string(),
+                    r#type: event_type.to_owned(),
+                    occurred_at: Some(occurred_at),
+                    source: EVENT_SOURCE.to_owned(),
+                    subject: case.id.to_string(),
+                    sealed_personal_data: None,
+                    payload: Some(payload),
+                };
+                Some(OutboxRow {
+                    event_id,
+                    event_type,
+                    body: event.encode_to_vec(),
+                    traceparent: planned.traceparent.clone(),
+                    created_at: self.now,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Plans `batch` against `snapshot` (see the module docs for the rules).
+pub(crate) fn plan_batch(
+    batch: &[IncomingContact],
+    snapshot: Snapshot,
+    now: DateTime<Utc>,
+) -> CasesResult<BatchPlan> {
+    let now = to_micros(now);
+    let mut customers: Vec<CustomerState> = snapshot
+        .customers
+        .into_iter()
+        .map(|row| CustomerState {
+            row,
+            new: false,
+            filled: false,
+        })
+        .collect();
+    // Earliest first, so the index below keeps the earliest holder of a value.
+    customers.sort_by_key(|customer| (customer.row.created_at, customer.row.id));
+    let mut by_phone: HashMap<String, usize> = HashMap::new();
+    let mut by_email: HashMap<String, usize> = HashMap::new();
+    for (index, customer) in customers.iter().enumerate() {
+        if let Some(phone) = &customer.row.phone_e164 {
+            by_phone.entry(phone.clone()).or_insert(index);
+        }
+        if let Some(email) = &customer.row.email {
+            by_email.entry(email.clone()).or_insert(index);
+        }
+    }
+
+    let mut cases: Vec<CaseState> = Vec::new();
+    let mut open_case: HashMap<(CustomerId, String), usize> = HashMap::new();
+    let mut open_cases = snapshot.open_cases;
+    // Latest first, so a customer with several open cases for one service
+    // (which the unique index prevents, but older data might hold) joins the
+    // most recently active one.
+    open_cases.sort_by_key(|case| std::cmp::Reverse((case.updated_at, case.id)));
+    for row in open_cases {
+        let key = (row.customer_id, row.service.clone());
+        if open_case.contains_key(&key) {
+            continue;
+        }
+        let reference = CaseReference::parse(&row.reference).map_err(|error| CasesError::Corrupt {
+            column: "cases.reference",
+            reason: error.to_string(),
+        })?;
+        open_case.insert(key, cases.len());
+        cases.push(CaseState {
+            id: row.id,
+            reference,
+            customer_id: row.customer_id,
+            service: row.service,
+            opened_at: row.opened_at,
+            updated_at: row.updated_at,
+            contact_count: row.contact_count,
+            new: false,
+            touched: false,
+        });
+    }
+
+    let mut plan = BatchPlan {
+        new_customers: Vec::new(),
+        filled_customers: Vec::new(),
+        cases: Vec::new(),
+        contacts: Vec::with_capacity(batch.len()),
+        inbox: Vec::with_capacity(batch.len()),
+        events: Vec::with_capacity(batch.len()),
+        outcomes: Vec::with_capacity(batch.len()),
+        now,
+    };
+    let mut seen_events: HashSet<EventId> = HashSet::new();
+    let mut seen_contacts: HashSet<ContactId> = HashSet::new();
+
+    for contact in batch {
+        if snapshot.applied_events.contains(&contact.event_id) || !seen_events.insert(contact.event_id) {
+            plan.outcomes.push(ApplyOutcome::Duplicate {
+                event_id: contact.event_id,
+            });
+            continue;
+        }
+        // The event is new; record it either way so it is never looked at again.
+        plan.inbox.push(contact.event_id);
+        if snapshot.stored_contacts.contains(&contact.contact_id) || !seen_contacts.insert(contact.contact_id)
+        {
+            plan.outcomes.push(ApplyOutcome::Duplicate {
+                event_id: contact.event_id,
+            });
+            continue;
+        }
+
+        let phone = contact
+            .identifying_phone()
+            .map(|phone| phone.as_e164().to_owned());
+        let email = contact
+            .customer
+            .email
+            .as_ref()
+            .map(|email| email.as_str().to_owned());
+        let matched = phone
+            .as_ref()
+            .and_then(|phone| by_phone.get(phone))
+            .or_else(|| email.as_ref().and_then(|email| by_email.get(email)))
+            .copied();
+        let (customer_index, new_customer) = match matched {
+            Some(index) => {
+                fill_in(
+                    &mut customers[index],
+                    contact,
+                    phone.as_deref(),
+                    email.as_deref(),
+                    &by_phone,
+                    &by_email,
+                );
+                // An identifier just filled in now names this customer for the
+                // rest of the batch.
+                let row = &customers[index].row;
+                if let Some(phone) = &row.phone_e164 {
+                    by_phone.entry(phone.clone()).or_insert(index);
+                }
+                if let Some(email) = &row.email {
+                    by_email.entry(email.clone()).or_insert(index);
+                }
+                (index, false)
+            }
+            None => {
+                let index = customers.len();
+                let details = &contact.customer;
+                customers.push(CustomerState {
+                    row: CustomerRow {
+                        id: CustomerId::new(),
+                        name: details.name.as_ref().map(|name| name.as_str().to_owned()),
+                        phone_e164: phone.clone(),
+                        email: email.clone(),
+                        postcode: details
+                            .postcode
+                            .as_ref()
+                            .map(|postcode| postcode.as_str().to_owned()),
+                        address_line: details.address_line.clone(),
+                        uprn: details.uprn.as_ref().map(|uprn| uprn.as_str().to_owned()),
+                        created_at: now,
+                    },
+                    new: true,
+                    filled: false,
+                });
+                if let Some(phone) = phone {
+                    by_phone.insert(phone, index);
+                }
+                if let Some(email) = email {
+                    by_email.insert(email, index);
+                }
+                (index, true)
+            }
+        };
+        let customer_id = customers[customer_index].row.id;
+
+        let received_at = to_micros(contact.received_at);
+        let key = (customer_id, contact.service.as_str().to_owned());
+        let (case_index, change) = match open_case.get(&key) {
+            Some(&index) => {
+                let case = &mut cases[index];
+                case.contact_count += 1;
+                case.updated_at = case.updated_at.max(received_at);
+                case.touched = true;
+                (
+                    index,
+                    CaseChange::Updated {
+                        contact_count: case.contact_count,
+                    },
+                )
+            }
+            None => {
+                let index = cases.len();
+                cases.push(CaseState {
+                    id: CaseId::new(),
+                    reference: CaseReference::generate(),
+                    customer_id,
+                    service: key.1.clone(),
+                    opened_at: received_at,
+                    updated_at: received_at,
+                    contact_count: 1,
+                    new: true,
+                    touched: true,
+                });
+                open_case.insert(key, index);
+                (index, CaseChange::Opened)
+            }
+        };
+        let case_id = cases[case_index].id;
+
+        plan.contacts.push(ContactRow {
+            id: contact.contact_id,
+            reference: contact.reference.as_str().to_owned(),
+            customer_id,
+            case_id,
+            channel: contact.channel.as_str(),
+            service: contact.service.as_str().to_owned(),
+            summary: contact.summary.clone(),
+            details: to_json("contacts.details", &contact.details)?,
+            needs: to_json("contacts.needs", &contact.needs)?,
+            origin: to_json("contacts.origin", &contact.origin)?,
+            received_at,
+            stored_at: now,
+        });
+        plan.outcomes.push(ApplyOutcome::Applied(AppliedContact {
+            event_id: contact.event_id,
+            contact_id: contact.contact_id,
+            customer_id,
+            case_id,
+            new_customer,
+            new_case: matches!(change, CaseChange::Opened),
+        }));
+        plan.events.push(PlannedEvent {
+            case: case_index,
+            change,
+            contact_id: contact.contact_id,
+            channel: contact.channel,
+            traceparent: contact.traceparent.clone(),
+        });
+    }
+
+    for customer in customers {
+        if customer.new {
+            plan.new_customers.push(customer.row);
+        } else if customer.filled {
+            plan.filled_customers.push(customer.row);
+        }
+    }
+    // Sorted by id so concurrent writers lock customer rows in the same order.
+    plan.filled_customers.sort_by_key(|row| row.id);
+    plan.cases = cases;
+    Ok(plan)
+}
+
+/// Fills in what `customer` lacks from `contact`; never overwrites. An
+/// identifier held by another customer is not copied, so that matching by it
+/// stays unambiguous and the two customers are not silently merged.
+fn fill_in(
+    customer: &mut CustomerState,
+    contact: &IncomingContact,
+    phone: Option<&str>,
+    email: Option<&str>,
+    by_phone: &HashMap<String, usize>,
+    by_email: &HashMap<String, usize>,
+) {
+    let details = &contact.customer;
+    let row = &mut customer.row;
+    let mut filled = false;
+    let mut fill = |slot: &mut Option<String>, value: Option<&str>| {
+        if slot.is_none()
+            && let Some(value) = value
+        {
+            *slot = Some(value.to_owned());
+            filled = true;
+        }
+    };
+    fill(
+        &mut row.phone_e164,
+        phone.filter(|phone| !by_phone.contains_key(*phone)),
+    );
+    fill(
+        &mut row.email,
+        email.filter(|email| !by_email.contains_key(*email)),
+    );
+    fill(&mut row.name, details.name.as_ref().map(|name| name.as_str()));
+    fill(
+        &mut row.postcode,
+        details.postcode.as_ref().map(|postcode| postcode.as_str()),
+    );
+    fill(&mut row.address_line, details.address_line.as_deref());
+    fill(&mut row.uprn, details.uprn.as_ref().map(|uprn| uprn.as_str()));
+    customer.filled |= filled;
+}
+
+fn to_json<T: serde::Serialize>(column: &'static str, value: &T) -> CasesResult<String> {
+    serde_json::to_string(value).map_err(|error| CasesError::Corrupt {
+        column,
+        reason: error.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+    use switchboard_domain::{
+        ContactOrigin, ContactReference, CustomerDetails, EmailAddress, Needs, PhoneNumber, ServiceId,
+    };
+
+    fn contact(service: &str, phone: Option<&str>, email: Option<&str>) -> IncomingContact {
+        IncomingContact {
+            event_id: EventId::new(),
+            traceparent: None,
+            contact_id: ContactId::new(),
+            reference: ContactReference::generate(),
+            received_at: to_micros(Utc::now()),
+            channel: Channel::Web,
+            service: ServiceId::parse(service).expect("service"),
+            customer: CustomerDetails {
+                phone: phone.map(|phone| PhoneNumber::parse(phone).expect("phone")),
+                email: email.map(|email| EmailAddress::parse(email).expect("email")),
+                ..CustomerDetails::default()
+            },
+            summary: "summary".to_owned(),
+            details: Default::default(),
+            needs: Needs::default(),
+            origin: ContactOrigin::None,
+        }
+    }
+
+    fn customer(phone: Option<&str>, email: Option<&str>, created_at: DateTime<Utc>) -> CustomerRow {
+        CustomerRow {
+            id: CustomerId::new(),
+            name: None,
+            phone_e164: phone.map(str::to_owned),
+            email: email.map(str::to_owned),
+            postcode: None,
+            address_line: None,
+            uprn: None,
+            created_at,
+        }
+    }
+
+    fn applied(outcome: &ApplyOutcome) -> &AppliedContact {
+        outcome.applied().expect("applied")
+    }
+
+    #[test]
+    fn the_earliest_customer_holding_a_phone_wins() {
+        let now = Utc::now();
+        let later = customer(Some("+447700900123"), None, now);
+        let earlier = customer(Some("+447700900123"), None, now - Duration::days(1));
+        let earlier_id = earlier.id;
+        let snapshot = Snapshot {
+            customers: vec![later, earlier],
+            ..Snapshot::default()
+        };
+        let plan = plan_batch(&[contact("waste", Some("07700900123"), None)], snapshot, now).expect("plan");
+        assert_eq!(applied(&plan.outcomes[0]).customer_id, earlier_id);
+    }
+
+    #[test]
+    fn an_identifier_held_by_another_customer_is_not_copied() {
+        let now = Utc::now();
+        let by_phone = customer(Some("+447700900123"), None, now);
+        let by_email = customer(None, Some("ada@example.org"), now);
+        let phone_id = by_phone.id;
+        let snapshot = Snapshot {
+            customers: vec![by_phone, by_email],
+            ..Snapshot::default()
+        };
+        let plan = plan_batch(
+            &[contact("waste", Some("07700900123"), Some("ada@example.org"))],
+            snapshot,
+            now,
+        )
+        .expect("plan");
+        assert_eq!(applied(&plan.outcomes[0]).customer_id, phone_id);
+        assert!(
+            plan.filled_customers.is_empty(),
+            "nothing to fill in: the email belongs to someone else"
+        );
+        assert!(plan.new_customers.is_empty());
+    }
+
+    #[test]
+    fn a_contact_joins_the_most_recently_active_open_case() {
+        let now = Utc::now();
+        let resident = customer(Some("+447700900123"), None, now);
+        let open_case = |updated_at| OpenCaseRow {
+            id: CaseId::new(),
+            reference: CaseReference::generate().as_str().to_owned(),
+            customer_id: resident.id,
+            service: "waste".to_owned(),
+            opened_at: now - Duration::days(30),
+            updated_at,
+            contact_count: 3,
+        };
+        let stale = open_case(now - Duration::days(20));
+        let active = open_case(now - Duration::days(1));
+        let active_id = active.id;
+        let snapshot = Snapshot {
+            customers: vec![resident],
+            open_cases: vec![stale, active],
+            ..Snapshot::default()
+        };
+        let plan = plan_batch(&[contact("waste", Some("07700900123"), None)], snapshot, now).expect("plan");
+        assert_eq!(applied(&plan.outcomes[0]).case_id, active_id);
+        assert_eq!(plan.touched_cases().len(), 1);
+        assert!(plan.new_cases().is_empty());
+        let outbox = plan.outbox();
+        let event = v1::Event::decode(outbox[0].body.as_slice()).expect("event");
+        assert!(
+            matches!(event.payload, Some(v1::event::Payload::CaseUpdated(ref updated)) if updated.contact_count == 4)
+        );
+    }
+
+    #[test]
+    fn applied_events_and_stored_contacts_are_duplicates() {
+        let now = Utc::now();
+        let seen = contact("waste", Some("07700900123"), None);
+        let republished = contact("waste", Some("07700900123"), None);
+        let snapshot = Snapshot {
+            applied_events: HashSet::from([seen.event_id]),
+            stored_contacts: HashSet::from([republished.contact_id]),
+            ..Snapshot::default()
+        };
+        let plan =
+            plan_batch(&[seen.clone(), republished.clone(), seen.clone()], snapshot, now).expect("plan");
+        assert!(plan.outcomes.iter().all(|outcome| outcome.applied().is_none()));
+        assert!(plan.contacts.is_empty() && plan.outbox().is_empty());
+        // The new event id of a known contact is recorded, so it is skipped cheaply next time.
+        assert_eq!(plan.inbox, vec![republished.event_id]);
+    }
+
+    #[test]
+    fn events_use_the_regenerated_reference() {
+        let now = Utc::now();
+        let mut plan = plan_batch(
+            &[contact("waste", None, Some("ada@example.org"))],
+            Snapshot::default(),
+            now,
+        )
+        .expect("plan");
+        let case = plan.new_cases().remove(0);
+        plan.regenerate_reference(case.id);
+        let regenerated = plan.new_cases().remove(0).reference;
+        assert_ne!(regenerated, case.reference);
+        let event = v1::Event::decode(plan.outbox()[0].body.as_slice()).expect("event");
+        assert!(
+            matches!(event.payload, Some(v1::event::Payload::CaseOpened(ref opened)) if opened.reference == regenerated)
+        );
+    }
+
+    #[test]
+    fn lock_keys_are_sorted_and_distinct() {
+        let batch = [
+            contact("waste", Some("07700900123"), Some("b@example.org")),
+            contact("housing", Some("07700900123"), Some("a@example.org")),
+        ];
+        let keys = lookup_keys(&batch);
+        assert_eq!(keys.phones.len(), 1);
+        assert_eq!(
+            keys.lock_keys(),
+            [
+                "cases.customer.email:a@example.org",
+                "cases.customer.email:b@example.org",
+                "cases.customer.phone:+447700900123"
+            ]
+        );
+    }
+}

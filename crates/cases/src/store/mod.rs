@@ -1,0 +1,222 @@
+//! The case store: one trait, [`CasesStore`], and its two implementations,
+//! [`PgCasesStore`] (distributed mode, schema `cases`) and
+//! [`SqliteCasesStore`] (embedded mode, `cases.db` in the data dir).
+//!
+//! Both plan batches with [`crate::plan`] and differ only in SQL and in how
+//! values are represented (see the migrations). The rows they read back are
+//! turned into domain values here, once, through the domain's own parsers.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use switchboard_bus::OutboxStore;
+use switchboard_domain::{
+    CaseId, CaseReference, Channel, ContactId, ContactOrigin, ContactReference, CustomerDetails, CustomerId,
+    EmailAddress, Needs, PersonName, PhoneNumber, Postcode, ServiceId, Uprn,
+};
+
+use crate::error::{CasesError, CasesResult};
+use crate::model::{
+    ApplyOutcome, Case, CaseKey, CaseStatus, Contact, Customer, CustomerSearch, IncomingContact, PageToken,
+    Timeline,
+};
+use crate::plan::CustomerRow;
+
+mod postgres;
+mod sqlite;
+
+pub use postgres::PgCasesStore;
+pub use sqlite::SqliteCasesStore;
+
+/// Most contacts applied in one transaction. Larger batches amortise the
+/// commit (one fsync) and the round trips per batch; this bound keeps a
+/// transaction short enough not to hold locks for long.
+pub const MAX_APPLY_BATCH: usize = 500;
+
+/// The case store. Also the outbox of the events it writes, which the
+/// [`switchboard_bus::OutboxRelay`] publishes.
+#[async_trait]
+pub trait CasesStore: OutboxStore {
+    /// Applies `contact.received` events in one transaction: skips those
+    /// already applied (by event id, or by contact id), matches or creates
+    /// each customer, joins or opens a case, stores the contact, records
+    /// the events in the inbox, and writes `case.opened` / `case.updated`
+    /// to the outbox. Contacts are applied in slice order, so a later one
+    /// sees what an earlier one created. Returns one outcome per contact.
+    ///
+    /// On error nothing is written; [`CasesError::is_transient`] tells
+    /// whether trying again may help.
+    async fn apply_contacts(&self, batch: &[IncomingContact]) -> CasesResult<Vec<ApplyOutcome>>;
+
+    async fn get_contact(&self, id: ContactId) -> CasesResult<Option<Contact>>;
+
+    async fn get_case(&self, key: &CaseKey) -> CasesResult<Option<Case>>;
+
+    /// Every contact and case of a customer, newest first, `page_size`
+    /// (clamped to 1..=[`crate::TIMELINE_PAGE_MAX`]) at a time, continuing
+    /// after `page_token`. `None` when the customer is unknown.
+    async fn customer_timeline(
+        &self,
+        customer_id: CustomerId,
+        page_size: usize,
+        page_token: Option<&PageToken>,
+    ) -> CasesResult<Option<Timeline>>;
+
+    /// Customers matching every criterion given, earliest created first,
+    /// at most `limit` (clamped to 1..=[`crate::SEARCH_PAGE_MAX`]). An empty
+    /// search finds nothing.
+    async fn search_customers(&self, search: &CustomerSearch, limit: usize) -> CasesResult<Vec<Customer>>;
+
+    /// Readiness: Ok when the database answers.
+    async fn check(&self) -> CasesResult<()>;
+
+    /// How many contacts the store holds, for benchmarks and operational
+    /// checks (counts, never contents).
+    async fn contact_count(&self) -> CasesResult<u64>;
+}
+
+/// A case row as read back, before parsing.
+pub(crate) struct StoredCase {
+    pub(crate) id: CaseId,
+    pub(crate) reference: String,
+    pub(crate) customer_id: CustomerId,
+    pub(crate) service: String,
+    pub(crate) status: String,
+    pub(crate) opened_at: DateTime<Utc>,
+    pub(crate) updated_at: DateTime<Utc>,
+}
+
+impl StoredCase {
+    pub(crate) fn into_case(self, contact_ids: Vec<ContactId>) -> CasesResult<Case> {
+        Ok(Case {
+            id: self.id,
+            reference: CaseReference::parse(&self.reference).map_err(|error| CasesError::Corrupt {
+                column: "cases.reference",
+                reason: error.to_string(),
+            })?,
+            customer_id: self.customer_id,
+            service: ServiceId::parse(&self.service).map_err(CasesError::corrupt("cases.service"))?,
+            status: CaseStatus::parse(&self.status).map_err(CasesError::corrupt("cases.status"))?,
+            opened_at: self.opened_at,
+            updated_at: self.updated_at,
+            contact_ids,
+        })
+    }
+}
+
+/// A contact row as read back, JSON columns as text, before parsing.
+pub(crate) struct StoredContact {
+    pub(crate) id: ContactId,
+    pub(crate) reference: String,
+    pub(crate) customer_id: CustomerId,
+    pub(crate) case_id: CaseId,
+    pub(crate) channel: String,
+    pub(crate) service: String,
+    pub(crate) summary: String,
+    pub(crate) details: String,
+    pub(crate) needs: String,
+    pub(crate) origin: String,
+    pub(crate) received_at: DateTime<Utc>,
+    pub(crate) stored_at: DateTime<Utc>,
+}
+
+impl StoredContact {
+    pub(crate) fn into_contact(self) -> CasesResult<Contact> {
+        Ok(Contact {
+            id: self.id,
+            reference: ContactReference::parse(&self.reference).map_err(|error| CasesError::Corrupt {
+                column: "contacts.reference",
+                reason: error.to_string(),
+            })?,
+            customer_id: self.customer_id,
+            case_id: self.case_id,
+            channel: Channel::parse(&self.channel).map_err(CasesError::corrupt("contacts.channel"))?,
+            service: ServiceId::parse(&self.service).map_err(CasesError::corrupt("contacts.service"))?,
+            summary: self.summary,
+            details: from_json::<BTreeMap<String, String>>("contacts.details", &self.details)?,
+            needs: from_json::<Needs>("contacts.needs", &self.needs)?,
+            origin: from_json::<ContactOrigin>("contacts.origin", &self.origin)?,
+            received_at: self.received_at,
+            stored_at: self.stored_at,
+        })
+    }
+}
+
+/// serde_json's messages name the position and the expected type, not the
+/// data, so they are safe to keep in the error.
+fn from_json<T: serde::de::DeserializeOwned>(column: &'static str, text: &str) -> CasesResult<T> {
+    serde_json::from_str(text).map_err(|error| CasesError::Corrupt {
+        column,
+        reason: error.to_string(),
+    })
+}
+
+impl CustomerRow {
+    pub(crate) fn into_customer(self) -> CasesResult<Customer> {
+        fn parse<T>(
+            column: &'static str,
+            value: Option<String>,
+            parser: fn(&str) -> Result<T, String>,
+        ) -> CasesResult<Option<T>> {
+            value
+                .map(|text| parser(&text))
+                .transpose()
+                .map_err(CasesError::corrupt(column))
+        }
+        Ok(Customer {
+            id: self.id,
+            details: CustomerDetails {
+                name: parse("customers.name", self.name, PersonName::parse)?,
+                phone: parse("customers.phone_e164", self.phone_e164, PhoneNumber::parse)?,
+                email: parse("customers.email", self.email, EmailAddress::parse)?,
+                postcode: parse("customers.postcode", self.postcode, Postcode::parse)?,
+                address_line: self.address_line,
+                uprn: parse("customers.uprn", self.uprn, Uprn::parse)?,
+            },
+            created_at: self.created_at,
+        })
+    }
+}
+
+pub(crate) fn clamp_page(requested: usize, max: usize) -> usize {
+    requested.clamp(1, max)
+}
+
+/// Puts a timeline page together from its sort order (`ordered`, up to one
+/// more entry than the page holds, which only says whether another page
+/// follows) and the rows fetched for it.
+pub(crate) fn assemble_timeline(
+    customer: Customer,
+    mut ordered: Vec<(crate::model::EntryKind, uuid::Uuid)>,
+    page_size: usize,
+    mut contacts: std::collections::HashMap<uuid::Uuid, Contact>,
+    mut cases: std::collections::HashMap<uuid::Uuid, Case>,
+) -> CasesResult<Timeline> {
+    use crate::model::{EntryKind, TimelineEntry};
+    let more = ordered.len() > page_size;
+    ordered.truncate(page_size);
+    let mut entries = Vec::with_capacity(ordered.len());
+    for (kind, id) in ordered {
+        let entry = match kind {
+            EntryKind::Contact => contacts.remove(&id).map(TimelineEntry::Contact),
+            EntryKind::Case => cases.remove(&id).map(TimelineEntry::Case),
+        };
+        // Contacts and cases are never deleted, so a listed entry is there.
+        let entry = entry.ok_or(CasesError::Corrupt {
+            column: "timeline",
+            reason: "an entry vanished while reading".to_owned(),
+        })?;
+        entries.push(entry);
+    }
+    let next_page_token = if more {
+        entries.last().map(|entry| PageToken::from_cursor(entry.cursor()))
+    } else {
+        None
+    };
+    Ok(Timeline {
+        customer,
+        entries,
+        next_page_token,
+    })
+}

@@ -1,0 +1,689 @@
+//! The case store on SQLite (embedded mode): `cases.db` in the data dir,
+//! WAL journal with `synchronous = FULL`, so a committed batch survives a
+//! power cut before its deliveries are acked.
+//!
+//! SQLite runs in-process, so a statement costs microseconds rather than a
+//! network round trip: batches are written row by row with cached prepared
+//! statements, and only the look-ups are set-based (ids and identifiers
+//! passed as one JSON array and expanded with `json_each`). Every write
+//! transaction starts with `BEGIN IMMEDIATE`, taking the write lock up front,
+//! so two writers never both read and then deadlock upgrading to write.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use switchboard_bus::{BoxError, OutboxRecord, OutboxStore};
+use switchboard_domain::{CaseId, ContactId, CustomerId, EventId};
+use uuid::Uuid;
+
+use crate::error::{CasesError, CasesResult};
+use crate::model::{
+    ApplyOutcome, Case, CaseKey, Contact, Customer, CustomerSearch, EntryKind, IncomingContact, PageToken,
+    SEARCH_PAGE_MAX, TIMELINE_PAGE_MAX, Timeline, fold_name,
+};
+use crate::plan::{self, BatchPlan, CustomerRow, LookupKeys, OpenCaseRow, REFERENCE_ATTEMPTS, Snapshot};
+use crate::store::{CasesStore, StoredCase, StoredContact, assemble_timeline, clamp_page};
+
+/// The store's file in the data dir.
+pub const FILE_NAME: &str = "cases.db";
+
+// Column lists as macros so `concat!` builds each statement as one literal:
+// SQL here is never formatted at run time.
+macro_rules! customer_columns {
+    () => {
+        "id, name, phone_e164, email, postcode, address_line, uprn, created_at"
+    };
+}
+macro_rules! case_columns {
+    () => {
+        "id, reference, customer_id, service, status, opened_at, updated_at"
+    };
+}
+macro_rules! contact_columns {
+    () => {
+        "id, reference, customer_id, case_id, channel, service, summary, details, needs, origin, received_at, stored_at"
+    };
+}
+
+/// The case store on SQLite.
+#[derive(Debug, Clone)]
+pub struct SqliteCasesStore {
+    pool: SqlitePool,
+}
+
+impl SqliteCasesStore {
+    /// Opens (creating if needed) `cases.db` in `data_dir` and brings its
+    /// schema up to date.
+    pub async fn open(data_dir: &Path) -> CasesResult<Self> {
+        tokio::fs::create_dir_all(data_dir)
+            .await
+            .map_err(|source| CasesError::DataDir {
+                path: data_dir.to_path_buf(),
+                source,
+            })?;
+        Self::open_file(&data_dir.join(FILE_NAME)).await
+    }
+
+    /// Opens (creating if needed) the database at `path`.
+    pub async fn open_file(path: &Path) -> CasesResult<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            // WAL lets gRPC reads run while the consumer writes.
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL syncs the WAL at every commit: a batch is acked only after
+            // its commit, so the commit must survive a power cut.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            // A writer waits this long for another (e.g. a second process on
+            // the same data dir) before the batch fails and is retried.
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            // One writer at a time anyway; the rest serve concurrent reads.
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(CasesError::database("open"))?;
+        sqlx::migrate!("migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(CasesError::Migrate)?;
+        Ok(SqliteCasesStore { pool })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    async fn snapshot(tx: &mut Transaction<'static, Sqlite>, keys: &LookupKeys) -> CasesResult<Snapshot> {
+        let mut snapshot = Snapshot::default();
+        let event_ids = json_ids(keys.event_ids.iter().map(EventId::as_uuid));
+        let applied: Vec<String> = sqlx::query_scalar(
+            "SELECT event_id FROM inbox WHERE event_id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(event_ids)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(CasesError::database("look up applied events"))?;
+        for id in applied {
+            snapshot
+                .applied_events
+                .insert(EventId::from_uuid(parse_uuid("inbox.event_id", &id)?));
+        }
+        let contact_ids = json_ids(keys.contact_ids.iter().map(ContactId::as_uuid));
+        let stored: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM contacts WHERE id IN (SELECT value FROM json_each(?1))")
+                .bind(contact_ids)
+                .fetch_all(&mut **tx)
+                .await
+                .map_err(CasesError::database("look up stored contacts"))?;
+        for id in stored {
+            snapshot
+                .stored_contacts
+                .insert(ContactId::from_uuid(parse_uuid("contacts.id", &id)?));
+        }
+
+        if keys.phones.is_empty() && keys.emails.is_empty() {
+            return Ok(snapshot);
+        }
+        snapshot.customers = sqlx::query(concat!(
+            "SELECT ",
+            customer_columns!(),
+            " FROM customers WHERE phone_e164 IN (SELECT value FROM json_each(?1)) \
+              OR email IN (SELECT value FROM json_each(?2))"
+        ))
+        .bind(json_strings(&keys.phones))
+        .bind(json_strings(&keys.emails))
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(CasesError::database("look up customers"))?
+        .iter()
+        .map(customer_row)
+        .collect::<CasesResult<_>>()?;
+        if snapshot.customers.is_empty() {
+            return Ok(snapshot);
+        }
+
+        let customer_ids = json_ids(snapshot.customers.iter().map(|row| row.id.as_uuid()));
+        let rows = sqlx::query(
+            "SELECT c.id, c.reference, c.customer_id, c.service, c.opened_at, c.updated_at, \
+                    (SELECT count(*) FROM contacts k WHERE k.case_id = c.id) AS contact_count \
+             FROM cases c \
+             WHERE c.customer_id IN (SELECT value FROM json_each(?1)) \
+               AND c.status IN ('open', 'waiting_on_resident', 'waiting_on_council')",
+        )
+        .bind(customer_ids)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(CasesError::database("look up open cases"))?;
+        for row in rows {
+            let error = || CasesError::database("read open cases");
+            let contact_count: i64 = row.try_get("contact_count").map_err(error())?;
+            snapshot.open_cases.push(OpenCaseRow {
+                id: CaseId::from_uuid(uuid_column(&row, "id")?),
+                reference: row.try_get("reference").map_err(error())?,
+                customer_id: CustomerId::from_uuid(uuid_column(&row, "customer_id")?),
+                service: row.try_get("service").map_err(error())?,
+                opened_at: time_column(&row, "opened_at")?,
+                updated_at: time_column(&row, "updated_at")?,
+                contact_count: u32::try_from(contact_count).unwrap_or(u32::MAX),
+            });
+        }
+        Ok(snapshot)
+    }
+
+    async fn write(tx: &mut Transaction<'static, Sqlite>, plan: &mut BatchPlan) -> CasesResult<()> {
+        for row in &plan.new_customers {
+            sqlx::query(
+                "INSERT INTO customers (id, name, name_folded, phone_e164, email, postcode, address_line, uprn, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )
+            .bind(text_id(row.id.as_uuid()))
+            .bind(row.name.as_deref())
+            .bind(row.name_folded())
+            .bind(row.phone_e164.as_deref())
+            .bind(row.email.as_deref())
+            .bind(row.postcode.as_deref())
+            .bind(row.address_line.as_deref())
+            .bind(row.uprn.as_deref())
+            .bind(micros(row.created_at))
+            .execute(&mut **tx)
+            .await
+            .map_err(CasesError::database("insert customer"))?;
+        }
+
+        for row in &plan.filled_customers {
+            // COALESCE keeps whatever the row already has: details are filled
+            // in, never overwritten.
+            sqlx::query(
+                "UPDATE customers SET \
+                    name = COALESCE(name, ?2), \
+                    name_folded = COALESCE(name_folded, ?3), \
+                    phone_e164 = COALESCE(phone_e164, ?4), \
+                    email = COALESCE(email, ?5), \
+                    postcode = COALESCE(postcode, ?6), \
+                    address_line = COALESCE(address_line, ?7), \
+                    uprn = COALESCE(uprn, ?8) \
+                 WHERE id = ?1",
+            )
+            .bind(text_id(row.id.as_uuid()))
+            .bind(row.name.as_deref())
+            .bind(row.name_folded())
+            .bind(row.phone_e164.as_deref())
+            .bind(row.email.as_deref())
+            .bind(row.postcode.as_deref())
+            .bind(row.address_line.as_deref())
+            .bind(row.uprn.as_deref())
+            .execute(&mut **tx)
+            .await
+            .map_err(CasesError::database("fill in customer"))?;
+        }
+
+        Self::insert_cases(tx, plan).await?;
+
+        for (id, updated_at) in plan.touched_cases() {
+            sqlx::query("UPDATE cases SET updated_at = max(updated_at, ?2) WHERE id = ?1")
+                .bind(text_id(id.as_uuid()))
+                .bind(micros(updated_at))
+                .execute(&mut **tx)
+                .await
+                .map_err(CasesError::database("update case"))?;
+        }
+
+        for row in &plan.contacts {
+            sqlx::query(
+                "INSERT INTO contacts (id, reference, customer_id, case_id, channel, service, summary, details, needs, origin, received_at, stored_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )
+            .bind(text_id(row.id.as_uuid()))
+            .bind(row.reference.as_str())
+            .bind(text_id(row.customer_id.as_uuid()))
+            .bind(text_id(row.case_id.as_uuid()))
+            .bind(row.channel)
+            .bind(row.service.as_str())
+            .bind(row.summary.as_str())
+            .bind(row.details.as_str())
+            .bind(row.needs.as_str())
+            .bind(row.origin.as_str())
+            .bind(micros(row.received_at))
+            .bind(micros(row.stored_at))
+            .execute(&mut **tx)
+            .await
+            .map_err(CasesError::database("insert contact"))?;
+        }
+
+        if !plan.inbox.is_empty() {
+            sqlx::query("INSERT INTO inbox (event_id, processed_at) SELECT value, ?2 FROM json_each(?1)")
+                .bind(json_ids(plan.inbox.iter().map(EventId::as_uuid)))
+                .bind(micros(plan.now))
+                .execute(&mut **tx)
+                .await
+                .map_err(CasesError::database("insert inbox"))?;
+        }
+
+        for row in plan.outbox() {
+            sqlx::query("INSERT INTO outbox (event_id, event_type, body, traceparent, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .bind(text_id(row.event_id.as_uuid()))
+                .bind(row.event_type)
+                .bind(row.body)
+                .bind(row.traceparent)
+                .bind(micros(row.created_at))
+                .execute(&mut **tx)
+                .await
+                .map_err(CasesError::database("insert outbox"))?;
+        }
+        Ok(())
+    }
+
+    /// Inserts the plan's new cases, regenerating a reference that collides
+    /// with an existing one (see the PostgreSQL store).
+    async fn insert_cases(tx: &mut Transaction<'static, Sqlite>, plan: &mut BatchPlan) -> CasesResult<()> {
+        for case in plan.new_cases() {
+            let mut reference = case.reference.clone();
+            let mut inserted = false;
+            for _attempt in 0..REFERENCE_ATTEMPTS {
+                let result = sqlx::query(
+                    "INSERT INTO cases (id, reference, customer_id, service, status, opened_at, updated_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                     ON CONFLICT (reference) DO NOTHING",
+                )
+                .bind(text_id(case.id.as_uuid()))
+                .bind(reference.as_str())
+                .bind(text_id(case.customer_id.as_uuid()))
+                .bind(case.service.as_str())
+                .bind(case.status.as_str())
+                .bind(micros(case.opened_at))
+                .bind(micros(case.updated_at))
+                .execute(&mut **tx)
+                .await
+                .map_err(CasesError::database("insert case"))?;
+                if result.rows_affected() == 1 {
+                    inserted = true;
+                    break;
+                }
+                tracing::info!(case_id = %case.id, "case reference collided, regenerating");
+                plan.regenerate_reference(case.id);
+                reference = plan
+                    .new_cases()
+                    .into_iter()
+                    .find(|row| row.id == case.id)
+                    .map(|row| row.reference)
+                    .unwrap_or_default();
+            }
+            if !inserted {
+                return Err(CasesError::ReferenceCollisions {
+                    attempts: REFERENCE_ATTEMPTS,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn cases_with_contacts(&self, rows: Vec<SqliteRow>) -> CasesResult<Vec<Case>> {
+        let stored: Vec<StoredCase> = rows.iter().map(stored_case).collect::<CasesResult<_>>()?;
+        let mut by_case: HashMap<Uuid, Vec<ContactId>> = HashMap::new();
+        if !stored.is_empty() {
+            let ids = json_ids(stored.iter().map(|case| case.id.as_uuid()));
+            let contact_rows = sqlx::query(
+                "SELECT case_id, id FROM contacts WHERE case_id IN (SELECT value FROM json_each(?1)) \
+                 ORDER BY case_id, received_at, id",
+            )
+            .bind(ids)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(CasesError::database("read case contacts"))?;
+            for row in contact_rows {
+                let case_id = uuid_column(&row, "case_id")?;
+                let id = uuid_column(&row, "id")?;
+                by_case.entry(case_id).or_default().push(ContactId::from_uuid(id));
+            }
+        }
+        stored
+            .into_iter()
+            .map(|case| {
+                let contacts = by_case.remove(&case.id.as_uuid()).unwrap_or_default();
+                case.into_case(contacts)
+            })
+            .collect()
+    }
+}
+
+/// Ids are stored as hyphenated lowercase text, which sorts like the UUID.
+fn text_id(id: Uuid) -> String {
+    id.hyphenated().to_string()
+}
+
+fn parse_uuid(column: &'static str, text: &str) -> CasesResult<Uuid> {
+    Uuid::parse_str(text).map_err(|error| CasesError::Corrupt {
+        column,
+        reason: error.to_string(),
+    })
+}
+
+/// A JSON array of ids, for `json_each`.
+fn json_ids(ids: impl Iterator<Item = Uuid>) -> String {
+    let texts: Vec<String> = ids.map(text_id).collect();
+    json_strings(&texts)
+}
+
+fn json_strings(values: &[String]) -> String {
+    // Serialising strings cannot fail; an empty array matches nothing.
+    serde_json::to_string(values).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// Times are stored as microseconds since the Unix epoch (see the migration).
+fn micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+fn uuid_column(row: &SqliteRow, column: &'static str) -> CasesResult<Uuid> {
+    let text: String = row.try_get(column).map_err(CasesError::database("read row"))?;
+    parse_uuid(column, &text)
+}
+
+fn time_column(row: &SqliteRow, column: &'static str) -> CasesResult<DateTime<Utc>> {
+    let value: i64 = row.try_get(column).map_err(CasesError::database("read row"))?;
+    DateTime::from_timestamp_micros(value).ok_or(CasesError::Corrupt {
+        column,
+        reason: "time out of range".to_owned(),
+    })
+}
+
+fn customer_row(row: &SqliteRow) -> CasesResult<CustomerRow> {
+    let read = |column: &str| -> CasesResult<Option<String>> {
+        row.try_get(column).map_err(CasesError::database("read customer"))
+    };
+    Ok(CustomerRow {
+        id: CustomerId::from_uuid(uuid_column(row, "id")?),
+        name: read("name")?,
+        phone_e164: read("phone_e164")?,
+        email: read("email")?,
+        postcode: read("postcode")?,
+        address_line: read("address_line")?,
+        uprn: read("uprn")?,
+        created_at: time_column(row, "created_at")?,
+    })
+}
+
+fn stored_case(row: &SqliteRow) -> CasesResult<StoredCase> {
+    let error = || CasesError::database("read case");
+    Ok(StoredCase {
+        id: CaseId::from_uuid(uuid_column(row, "id")?),
+        reference: row.try_get("reference").map_err(error())?,
+        customer_id: CustomerId::from_uuid(uuid_column(row, "customer_id")?),
+        service: row.try_get("service").map_err(error())?,
+        status: row.try_get("status").map_err(error())?,
+        opened_at: time_column(row, "opened_at")?,
+        updated_at: time_column(row, "updated_at")?,
+    })
+}
+
+fn contact(row: &SqliteRow) -> CasesResult<Contact> {
+    let error = || CasesError::database("read contact");
+    StoredContact {
+        id: ContactId::from_uuid(uuid_column(row, "id")?),
+        reference: row.try_get("reference").map_err(error())?,
+        customer_id: CustomerId::from_uuid(uuid_column(row, "customer_id")?),
+        case_id: CaseId::from_uuid(uuid_column(row, "case_id")?),
+        channel: row.try_get("channel").map_err(error())?,
+        service: row.try_get("service").map_err(error())?,
+        summary: row.try_get("summary").map_err(error())?,
+        details: row.try_get("details").map_err(error())?,
+        needs: row.try_get("needs").map_err(error())?,
+        origin: row.try_get("origin").map_err(error())?,
+        received_at: time_column(row, "received_at")?,
+        stored_at: time_column(row, "stored_at")?,
+    }
+    .into_contact()
+}
+
+#[async_trait]
+impl CasesStore for SqliteCasesStore {
+    #[tracing::instrument(name = "cases.apply_contacts", skip_all, fields(batch = batch.len()))]
+    async fn apply_contacts(&self, batch: &[IncomingContact]) -> CasesResult<Vec<ApplyOutcome>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = plan::lookup_keys(batch);
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(CasesError::database("begin"))?;
+        let snapshot = Self::snapshot(&mut tx, &keys).await?;
+        let mut plan = plan::plan_batch(batch, snapshot, Utc::now())?;
+        if plan.is_empty() {
+            tx.rollback().await.map_err(CasesError::database("rollback"))?;
+            return Ok(plan.outcomes);
+        }
+        Self::write(&mut tx, &mut plan).await?;
+        tx.commit().await.map_err(CasesError::database("commit"))?;
+        Ok(plan.outcomes)
+    }
+
+    async fn get_contact(&self, id: ContactId) -> CasesResult<Option<Contact>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            contact_columns!(),
+            " FROM contacts WHERE id = ?1"
+        ))
+        .bind(text_id(id.as_uuid()))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(CasesError::database("get contact"))?;
+        row.as_ref().map(contact).transpose()
+    }
+
+    async fn get_case(&self, key: &CaseKey) -> CasesResult<Option<Case>> {
+        let query = match key {
+            CaseKey::Id(id) => sqlx::query(concat!("SELECT ", case_columns!(), " FROM cases WHERE id = ?1"))
+                .bind(text_id(id.as_uuid())),
+            CaseKey::Reference(reference) => sqlx::query(concat!(
+                "SELECT ",
+                case_columns!(),
+                " FROM cases WHERE reference = ?1"
+            ))
+            .bind(reference.as_str().to_owned()),
+        };
+        let rows: Vec<SqliteRow> = query
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(CasesError::database("get case"))?
+            .into_iter()
+            .collect();
+        Ok(self.cases_with_contacts(rows).await?.into_iter().next())
+    }
+
+    async fn customer_timeline(
+        &self,
+        customer_id: CustomerId,
+        page_size: usize,
+        page_token: Option<&PageToken>,
+    ) -> CasesResult<Option<Timeline>> {
+        let page_size = clamp_page(page_size, TIMELINE_PAGE_MAX);
+        let cursor = page_token.map(PageToken::cursor).transpose()?;
+        let customer = sqlx::query(concat!(
+            "SELECT ",
+            customer_columns!(),
+            " FROM customers WHERE id = ?1"
+        ))
+        .bind(text_id(customer_id.as_uuid()))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(CasesError::database("get customer"))?;
+        let Some(customer) = customer else {
+            return Ok(None);
+        };
+        let customer = customer_row(&customer)?.into_customer()?;
+
+        let ordered = sqlx::query(
+            "SELECT kind, id FROM ( \
+                 SELECT 1 AS kind, id, opened_at AS at FROM cases WHERE customer_id = ?1 \
+                 UNION ALL \
+                 SELECT 0, id, received_at FROM contacts WHERE customer_id = ?1 \
+             ) \
+             WHERE ?2 IS NULL OR (at, kind, id) < (?2, ?3, ?4) \
+             ORDER BY at DESC, kind DESC, id DESC \
+             LIMIT ?5",
+        )
+        .bind(text_id(customer_id.as_uuid()))
+        .bind(cursor.map(|cursor| micros(cursor.at)))
+        .bind(cursor.map(|cursor| cursor.kind.rank()))
+        .bind(cursor.map(|cursor| text_id(cursor.id)))
+        .bind(i64::try_from(page_size + 1).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(CasesError::database("read timeline"))?
+        .iter()
+        .map(|row| {
+            let rank: i16 = row
+                .try_get("kind")
+                .map_err(CasesError::database("read timeline"))?;
+            let kind = EntryKind::from_rank(rank).ok_or(CasesError::Corrupt {
+                column: "timeline.kind",
+                reason: "unknown entry kind".to_owned(),
+            })?;
+            Ok((kind, uuid_column(row, "id")?))
+        })
+        .collect::<CasesResult<Vec<_>>>()?;
+
+        let visible = &ordered[..ordered.len().min(page_size)];
+        let contact_ids = json_ids(
+            visible
+                .iter()
+                .filter(|(kind, _)| *kind == EntryKind::Contact)
+                .map(|(_, id)| *id),
+        );
+        let case_ids = json_ids(
+            visible
+                .iter()
+                .filter(|(kind, _)| *kind == EntryKind::Case)
+                .map(|(_, id)| *id),
+        );
+        let mut contacts = HashMap::new();
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            contact_columns!(),
+            " FROM contacts WHERE id IN (SELECT value FROM json_each(?1))"
+        ))
+        .bind(contact_ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(CasesError::database("read timeline contacts"))?;
+        for row in &rows {
+            let contact = contact(row)?;
+            contacts.insert(contact.id.as_uuid(), contact);
+        }
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            case_columns!(),
+            " FROM cases WHERE id IN (SELECT value FROM json_each(?1))"
+        ))
+        .bind(case_ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(CasesError::database("read timeline cases"))?;
+        let mut cases = HashMap::new();
+        for case in self.cases_with_contacts(rows).await? {
+            cases.insert(case.id.as_uuid(), case);
+        }
+        assemble_timeline(customer, ordered, page_size, contacts, cases).map(Some)
+    }
+
+    async fn search_customers(&self, search: &CustomerSearch, limit: usize) -> CasesResult<Vec<Customer>> {
+        if search.is_empty() {
+            return Ok(Vec::new());
+        }
+        let limit = clamp_page(limit, SEARCH_PAGE_MAX);
+        let mut query =
+            QueryBuilder::<Sqlite>::new(concat!("SELECT ", customer_columns!(), " FROM customers WHERE 1"));
+        if let Some(phone) = &search.phone {
+            query
+                .push(" AND phone_e164 = ")
+                .push_bind(phone.as_e164().to_owned());
+        }
+        if let Some(email) = &search.email {
+            query.push(" AND email = ").push_bind(email.as_str().to_owned());
+        }
+        if let Some(postcode) = &search.postcode {
+            query
+                .push(" AND postcode = ")
+                .push_bind(postcode.as_str().to_owned());
+        }
+        if let Some(name) = &search.name {
+            query
+                .push(" AND instr(name_folded, ")
+                .push_bind(fold_name(name.as_str()))
+                .push(") > 0");
+        }
+        query
+            .push(" ORDER BY created_at, id LIMIT ")
+            .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        query
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(CasesError::database("search customers"))?
+            .iter()
+            .map(|row| customer_row(row)?.into_customer())
+            .collect()
+    }
+
+    async fn check(&self) -> CasesResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(CasesError::database("check"))?;
+        Ok(())
+    }
+
+    async fn contact_count(&self) -> CasesResult<u64> {
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM contacts")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(CasesError::database("count contacts"))?;
+        Ok(u64::try_from(count).unwrap_or_default())
+    }
+}
+
+#[async_trait]
+impl OutboxStore for SqliteCasesStore {
+    async fn fetch_unsent(&self, limit: usize) -> Result<Vec<OutboxRecord>, BoxError> {
+        let rows = sqlx::query("SELECT event_id, body, traceparent FROM outbox ORDER BY event_id LIMIT ?1")
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(CasesError::database("fetch outbox"))?;
+        rows.iter()
+            .map(|row| {
+                let error = || CasesError::database("read outbox");
+                Ok(OutboxRecord {
+                    event_id: uuid_column(row, "event_id")?,
+                    body: row.try_get("body").map_err(error())?,
+                    traceparent: row.try_get("traceparent").map_err(error())?,
+                })
+            })
+            .collect::<CasesResult<_>>()
+            .map_err(Into::into)
+    }
+
+    async fn delete_sent(&self, ids: &[Uuid]) -> Result<(), BoxError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query("DELETE FROM outbox WHERE event_id IN (SELECT value FROM json_each(?1))")
+            .bind(json_ids(ids.iter().copied()))
+            .execute(&self.pool)
+            .await
+            .map_err(CasesError::database("delete outbox"))?;
+        Ok(())
+    }
+}

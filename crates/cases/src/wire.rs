@@ -1,0 +1,264 @@
+//! Conversions between `switchboard.v1` wire types and this crate's domain
+//! types, in one place at the edge: records out (`From`), requests in
+//! (`TryFrom`, with errors naming the proto field).
+
+use chrono::{DateTime, Utc};
+use switchboard_domain::{
+    CaseId, CaseReference, Channel, ContactOrigin, CustomerDetails, EmailAddress, Needs, PersonName,
+    PhoneNumber, Postcode, ValidationErrors,
+};
+use switchboard_proto::v1;
+
+use crate::model::{Case, CaseKey, CaseStatus, Contact, Customer, CustomerSearch, TimelineEntry};
+
+pub(crate) fn channel_to_proto(channel: Channel) -> v1::Channel {
+    match channel {
+        Channel::Phone => v1::Channel::Phone,
+        Channel::Web => v1::Channel::Web,
+        Channel::FaceToFace => v1::Channel::FaceToFace,
+        Channel::Email => v1::Channel::Email,
+        Channel::Letter => v1::Channel::Letter,
+    }
+}
+
+/// `None` for `CHANNEL_UNSPECIFIED` and for numbers this build does not know.
+pub(crate) fn channel_from_proto(value: i32) -> Option<Channel> {
+    match v1::Channel::try_from(value).ok()? {
+        v1::Channel::Unspecified => None,
+        v1::Channel::Phone => Some(Channel::Phone),
+        v1::Channel::Web => Some(Channel::Web),
+        v1::Channel::FaceToFace => Some(Channel::FaceToFace),
+        v1::Channel::Email => Some(Channel::Email),
+        v1::Channel::Letter => Some(Channel::Letter),
+    }
+}
+
+pub(crate) fn timestamp(at: DateTime<Utc>) -> pbjson_types::Timestamp {
+    pbjson_types::Timestamp {
+        seconds: at.timestamp(),
+        // Below one billion by construction, so it always fits.
+        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
+    }
+}
+
+pub(crate) fn from_timestamp(at: &pbjson_types::Timestamp) -> Option<DateTime<Utc>> {
+    let nanos = u32::try_from(at.nanos).ok()?;
+    DateTime::from_timestamp(at.seconds, nanos)
+}
+
+pub(crate) fn needs_to_proto(needs: &Needs) -> v1::Needs {
+    v1::Needs {
+        language: needs.language.clone().unwrap_or_default(),
+        british_sign_language: needs.british_sign_language,
+        interpreter: needs.interpreter,
+        large_print: needs.large_print,
+        hearing_loop: needs.hearing_loop,
+        assisted_digital: needs.assisted_digital,
+        wheelchair_access: needs.wheelchair_access,
+        vulnerable: needs.vulnerable,
+        vulnerability_consent: needs.vulnerability_consent,
+    }
+}
+
+/// Needs as intake validated them; the language tag is only normalised
+/// (trimmed, lowercased), as intake stored it.
+pub(crate) fn needs_from_proto(needs: &v1::Needs) -> Needs {
+    let language = needs.language.trim().to_lowercase();
+    Needs {
+        language: (!language.is_empty()).then_some(language),
+        british_sign_language: needs.british_sign_language,
+        interpreter: needs.interpreter,
+        large_print: needs.large_print,
+        hearing_loop: needs.hearing_loop,
+        assisted_digital: needs.assisted_digital,
+        wheelchair_access: needs.wheelchair_access,
+        // Intake refuses `vulnerable` without consent; holding to the same rule
+        // here means a flag recorded without consent is never stored.
+        vulnerable: needs.vulnerable && needs.vulnerability_consent,
+        vulnerability_consent: needs.vulnerability_consent,
+    }
+}
+
+pub(crate) fn customer_to_proto(details: &CustomerDetails) -> v1::Customer {
+    v1::Customer {
+        name: details
+            .name
+            .as_ref()
+            .map(|name| name.as_str().to_owned())
+            .unwrap_or_default(),
+        phone: details
+            .phone
+            .as_ref()
+            .map(|phone| phone.as_e164().to_owned())
+            .unwrap_or_default(),
+        email: details
+            .email
+            .as_ref()
+            .map(|email| email.as_str().to_owned())
+            .unwrap_or_default(),
+        postcode: details
+            .postcode
+            .as_ref()
+            .map(|postcode| postcode.as_str().to_owned())
+            .unwrap_or_default(),
+        address_line: details.address_line.clone().unwrap_or_default(),
+        uprn: details
+            .uprn
+            .as_ref()
+            .map(|uprn| uprn.as_str().to_owned())
+            .unwrap_or_default(),
+    }
+}
+
+fn origin_to_proto(origin: &ContactOrigin) -> Option<v1::contact_record::Origin> {
+    match origin {
+        ContactOrigin::None => None,
+        ContactOrigin::Phone {
+            caller_number,
+            dialled_number,
+            call_id,
+        } => Some(v1::contact_record::Origin::Phone(v1::PhoneOrigin {
+            caller_number: caller_number
+                .as_ref()
+                .map(|number| number.as_e164().to_owned())
+                .unwrap_or_default(),
+            dialled_number: dialled_number.clone().unwrap_or_default(),
+            call_id: call_id.clone().unwrap_or_default(),
+        })),
+        ContactOrigin::Web { form_id, page_url } => Some(v1::contact_record::Origin::Web(v1::WebOrigin {
+            form_id: form_id.clone().unwrap_or_default(),
+            page_url: page_url.clone().unwrap_or_default(),
+        })),
+        ContactOrigin::FaceToFace { office_id, desk } => {
+            Some(v1::contact_record::Origin::FaceToFace(v1::FaceToFaceOrigin {
+                office_id: office_id.as_str().to_owned(),
+                desk: desk.clone().unwrap_or_default(),
+            }))
+        }
+    }
+}
+
+impl From<CaseStatus> for v1::CaseStatus {
+    fn from(status: CaseStatus) -> Self {
+        match status {
+            CaseStatus::Open => v1::CaseStatus::Open,
+            CaseStatus::WaitingOnResident => v1::CaseStatus::WaitingOnResident,
+            CaseStatus::WaitingOnCouncil => v1::CaseStatus::WaitingOnCouncil,
+            CaseStatus::Resolved => v1::CaseStatus::Resolved,
+            CaseStatus::Closed => v1::CaseStatus::Closed,
+        }
+    }
+}
+
+impl From<Contact> for v1::ContactRecord {
+    fn from(contact: Contact) -> Self {
+        v1::ContactRecord {
+            contact_id: contact.id.to_string(),
+            reference: contact.reference.as_str().to_owned(),
+            channel: channel_to_proto(contact.channel) as i32,
+            service: contact.service.as_str().to_owned(),
+            summary: contact.summary,
+            details: contact.details,
+            needs: Some(needs_to_proto(&contact.needs)),
+            customer_id: contact.customer_id.to_string(),
+            case_id: contact.case_id.to_string(),
+            received_at: Some(timestamp(contact.received_at)),
+            origin: origin_to_proto(&contact.origin),
+        }
+    }
+}
+
+impl From<Case> for v1::CaseRecord {
+    fn from(case: Case) -> Self {
+        v1::CaseRecord {
+            case_id: case.id.to_string(),
+            reference: case.reference.as_str().to_owned(),
+            customer_id: case.customer_id.to_string(),
+            service: case.service.as_str().to_owned(),
+            status: v1::CaseStatus::from(case.status) as i32,
+            opened_at: Some(timestamp(case.opened_at)),
+            updated_at: Some(timestamp(case.updated_at)),
+            contact_ids: case.contact_ids.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+impl From<Customer> for v1::CustomerRecord {
+    fn from(customer: Customer) -> Self {
+        v1::CustomerRecord {
+            customer_id: customer.id.to_string(),
+            customer: Some(customer_to_proto(&customer.details)),
+            created_at: Some(timestamp(customer.created_at)),
+        }
+    }
+}
+
+impl From<TimelineEntry> for v1::TimelineEntry {
+    fn from(entry: TimelineEntry) -> Self {
+        let entry = match entry {
+            TimelineEntry::Contact(contact) => v1::timeline_entry::Entry::Contact(contact.into()),
+            TimelineEntry::Case(case) => v1::timeline_entry::Entry::Case(case.into()),
+        };
+        v1::TimelineEntry { entry: Some(entry) }
+    }
+}
+
+impl TryFrom<&v1::GetCaseRequest> for CaseKey {
+    type Error = ValidationErrors;
+
+    fn try_from(request: &v1::GetCaseRequest) -> Result<Self, Self::Error> {
+        let mut errors = ValidationErrors::new();
+        match &request.key {
+            Some(v1::get_case_request::Key::CaseId(id)) => match CaseId::parse(id) {
+                Ok(id) => return Ok(CaseKey::Id(id)),
+                Err(error) => errors.push("case_id", error.to_string()),
+            },
+            Some(v1::get_case_request::Key::Reference(reference)) => match CaseReference::parse(reference) {
+                Ok(reference) => return Ok(CaseKey::Reference(reference)),
+                Err(error) => errors.push("reference", error.to_string()),
+            },
+            None => errors.push("case_id", "give a case_id or a reference"),
+        }
+        Err(errors)
+    }
+}
+
+impl TryFrom<&v1::SearchCustomersRequest> for CustomerSearch {
+    type Error = ValidationErrors;
+
+    /// Each criterion goes through the same normalisation as stored values
+    /// (E.164, lowercase email, canonical postcode, collapsed name), so a
+    /// search matches however the agent typed it.
+    fn try_from(request: &v1::SearchCustomersRequest) -> Result<Self, Self::Error> {
+        let mut errors = ValidationErrors::new();
+        fn criterion<T>(
+            errors: &mut ValidationErrors,
+            field: &str,
+            input: &str,
+            parse: fn(&str) -> Result<T, String>,
+        ) -> Option<T> {
+            if input.trim().is_empty() {
+                return None;
+            }
+            parse(input)
+                .map_err(|description| errors.push(field, description))
+                .ok()
+        }
+        let search = CustomerSearch {
+            phone: criterion(&mut errors, "phone", &request.phone, PhoneNumber::parse),
+            email: criterion(&mut errors, "email", &request.email, EmailAddress::parse),
+            postcode: criterion(&mut errors, "postcode", &request.postcode, Postcode::parse),
+            name: criterion(&mut errors, "name", &request.name, PersonName::parse),
+        };
+        if errors.is_empty() && search.is_empty() {
+            for field in ["phone", "email", "postcode", "name"] {
+                errors.push(field, "give at least one of phone, email, postcode or name");
+            }
+        }
+        if errors.is_empty() {
+            Ok(search)
+        } else {
+            Err(errors)
+        }
+    }
+}

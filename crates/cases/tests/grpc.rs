@@ -1,0 +1,327 @@
+//! `CaseService` over a real tonic server on 127.0.0.1:0 and a real client,
+//! backed by a SQLite case store.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use switchboard_cases::{CasesGrpc, CasesStore};
+use switchboard_domain::{Channel, ContactId, CustomerId};
+use switchboard_proto::v1;
+use switchboard_proto::v1::case_service_client::CaseServiceClient;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::Code;
+use tonic::transport::Channel as TransportChannel;
+use tonic_types::StatusExt;
+
+use common::{ContactBuilder, StoreGuard, now};
+
+struct TestServer {
+    client: CaseServiceClient<TransportChannel>,
+    store: Arc<dyn CasesStore>,
+    _guard: StoreGuard,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn spawn_server() -> TestServer {
+    let (store, guard) = common::sqlite_store().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+    let service = CasesGrpc::new(Arc::clone(&store)).into_server();
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    let client = CaseServiceClient::connect(format!("http://{address}"))
+        .await
+        .unwrap();
+    TestServer {
+        client,
+        store,
+        _guard: guard,
+        _shutdown: shutdown,
+    }
+}
+
+/// The single field a status's `google.rpc.BadRequest` names.
+fn bad_fields(status: &tonic::Status) -> Vec<String> {
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    status
+        .get_details_bad_request()
+        .expect("bad request details")
+        .field_violations
+        .into_iter()
+        .map(|violation| violation.field)
+        .collect()
+}
+
+#[tokio::test]
+async fn get_contact_answers_the_stored_contact_not_found_and_invalid_ids() {
+    let mut server = spawn_server().await;
+    let call = ContactBuilder::new(Channel::Phone, "waste")
+        .caller("07700900123")
+        .build();
+    server
+        .store
+        .apply_contacts(std::slice::from_ref(&call))
+        .await
+        .unwrap();
+
+    let record = server
+        .client
+        .get_contact(v1::GetContactRequest {
+            contact_id: call.contact_id.to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(record.contact_id, call.contact_id.to_string());
+    assert_eq!(record.reference, call.reference.as_str());
+    assert_eq!(record.channel, v1::Channel::Phone as i32);
+    assert_eq!(record.service, "waste");
+    assert_eq!(record.summary, call.summary);
+    assert_eq!(record.details, call.details);
+    assert_eq!(
+        record.needs.as_ref().map(|needs| needs.language.as_str()),
+        Some("cy")
+    );
+    assert!(!record.customer_id.is_empty() && !record.case_id.is_empty());
+    assert_eq!(
+        record.received_at.map(|at| at.seconds),
+        Some(call.received_at.timestamp())
+    );
+    match record.origin {
+        Some(v1::contact_record::Origin::Phone(phone)) => assert_eq!(phone.caller_number, "+447700900123"),
+        other => panic!("expected a phone origin, got {other:?}"),
+    }
+
+    let missing = server
+        .client
+        .get_contact(v1::GetContactRequest {
+            contact_id: ContactId::new().to_string(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+
+    let invalid = server
+        .client
+        .get_contact(v1::GetContactRequest {
+            contact_id: "SB-123".to_owned(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&invalid), ["contact_id"]);
+}
+
+#[tokio::test]
+async fn get_case_by_id_or_by_the_reference_as_typed() {
+    let mut server = spawn_server().await;
+    let call = ContactBuilder::new(Channel::Phone, "council-tax")
+        .caller("07700900123")
+        .build();
+    let form = ContactBuilder::new(Channel::Web, "council-tax")
+        .phone("07700900123")
+        .build();
+    let outcomes = server
+        .store
+        .apply_contacts(&[call.clone(), form.clone()])
+        .await
+        .unwrap();
+    let case_id = outcomes[0].applied().unwrap().case_id;
+
+    let by_id = server
+        .client
+        .get_case(v1::GetCaseRequest {
+            key: Some(v1::get_case_request::Key::CaseId(case_id.to_string())),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(by_id.case_id, case_id.to_string());
+    assert_eq!(by_id.status, v1::CaseStatus::Open as i32);
+    assert_eq!(
+        by_id.contact_ids,
+        [call.contact_id.to_string(), form.contact_id.to_string()]
+    );
+
+    let typed = by_id.reference.to_lowercase().replace('-', " ");
+    let by_reference = server
+        .client
+        .get_case(v1::GetCaseRequest {
+            key: Some(v1::get_case_request::Key::Reference(typed)),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(by_reference, by_id);
+
+    let no_key = server
+        .client
+        .get_case(v1::GetCaseRequest { key: None })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&no_key), ["case_id"]);
+    let bad_reference = server
+        .client
+        .get_case(v1::GetCaseRequest {
+            key: Some(v1::get_case_request::Key::Reference("SB-00000-00000".to_owned())),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&bad_reference), ["reference"]);
+    let unknown = server
+        .client
+        .get_case(v1::GetCaseRequest {
+            key: Some(v1::get_case_request::Key::Reference("CS-00000-00000".to_owned())),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn the_timeline_pages_through_every_contact_and_case() {
+    let mut server = spawn_server().await;
+    let start = now() - chrono::Duration::hours(2);
+    let mut batch = Vec::new();
+    for (minute, service) in [(0, "waste"), (1, "housing"), (2, "waste")] {
+        batch.push(
+            ContactBuilder::new(Channel::Phone, service)
+                .caller("07700900999")
+                .at(start + chrono::Duration::minutes(minute))
+                .build(),
+        );
+    }
+    let outcomes = server.store.apply_contacts(&batch).await.unwrap();
+    let customer_id = outcomes[0].applied().unwrap().customer_id.to_string();
+
+    let mut entries = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = server
+            .client
+            .get_customer_timeline(v1::GetCustomerTimelineRequest {
+                customer_id: customer_id.clone(),
+                page_size: 2,
+                page_token: page_token.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            page.customer.as_ref().map(|record| record.customer_id.as_str()),
+            Some(customer_id.as_str())
+        );
+        assert!(page.entries.len() <= 2);
+        entries.extend(page.entries);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    let kinds: Vec<&str> = entries
+        .iter()
+        .map(|entry| match &entry.entry {
+            Some(v1::timeline_entry::Entry::Contact(_)) => "contact",
+            Some(v1::timeline_entry::Entry::Case(_)) => "case",
+            None => "none",
+        })
+        .collect();
+    assert_eq!(kinds, ["contact", "case", "contact", "case", "contact"]);
+
+    let bad_token = server
+        .client
+        .get_customer_timeline(v1::GetCustomerTimelineRequest {
+            customer_id: customer_id.clone(),
+            page_size: 0,
+            page_token: "bogus".to_owned(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&bad_token), ["page_token"]);
+    let unknown = server
+        .client
+        .get_customer_timeline(v1::GetCustomerTimelineRequest {
+            customer_id: CustomerId::new().to_string(),
+            page_size: 0,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    let invalid = server
+        .client
+        .get_customer_timeline(v1::GetCustomerTimelineRequest {
+            customer_id: "nope".to_owned(),
+            page_size: 0,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&invalid), ["customer_id"]);
+}
+
+#[tokio::test]
+async fn search_customers_normalises_criteria_and_names_bad_ones() {
+    let mut server = spawn_server().await;
+    let form = ContactBuilder::new(Channel::Web, "waste")
+        .phone("07700900321")
+        .email("grace@example.org")
+        .name("Grace Hopper")
+        .postcode("SO43 7PN")
+        .build();
+    server.store.apply_contacts(&[form]).await.unwrap();
+
+    let found = server
+        .client
+        .search_customers(v1::SearchCustomersRequest {
+            phone: "+44 (0)7700 900321".replace("(0)", ""),
+            postcode: "so43 7pn".to_owned(),
+            name: "  HOPPER ".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(found.customers.len(), 1);
+    let customer = found.customers[0].customer.as_ref().unwrap();
+    assert_eq!(customer.phone, "+447700900321");
+    assert_eq!(customer.email, "grace@example.org");
+
+    let none = server
+        .client
+        .search_customers(v1::SearchCustomersRequest {
+            email: "nobody@example.org".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(none.customers.is_empty());
+
+    let empty = server
+        .client
+        .search_customers(v1::SearchCustomersRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&empty), ["phone", "email", "postcode", "name"]);
+    let invalid = server
+        .client
+        .search_customers(v1::SearchCustomersRequest {
+            email: "not-an-email".to_owned(),
+            postcode: "nowhere".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&invalid), ["email", "postcode"]);
+}

@@ -1,0 +1,36 @@
+//! The Switchboard domain: validated values and the rules about them. No I/O.
+//!
+//! - [`ids`]: UUIDv7 identifiers (`ContactId`, `CustomerId`, `CaseId`, `EventId`)
+//!   and the short references residents are given (`ContactReference`,
+//!   `CaseReference`).
+//! - [`channel`]: the contact channels, shared by the wire, storage and routing.
+//! - [`customer`]: the resident's details, each a newtype with a `parse`
+//!   constructor that normalises (`PhoneNumber` to E.164, `EmailAddress`,
+//!   `Postcode`, `PersonName`).
+//! - [`catalogue`]: the council service catalogue and offices, loaded from
+//!   `seeds/` and validated with the failing key named.
+//! - [`contact`]: a validated contact submission (`NewContact`), built from raw
+//!   input by [`contact::ContactDraft::validate`], which reports every invalid
+//!   field at once as [`ValidationErrors`].
+//! - [`error`]: [`ValidationErrors`] (field violations), [`InvalidId`],
+//!   [`CatalogueError`], and [`DomainError`] which wraps them all.
+//!
+//! Data flows one way: the service crates convert wire types into drafts, the
+//! domain validates them into these types, and only validated values reach the
+//! stores and the bus.
+
+pub mod catalogue;
+pub mod channel;
+pub mod contact;
+pub mod customer;
+pub mod error;
+pub mod ids;
+
+pub use catalogue::{Catalogue, Office, OfficeId, ServiceDefinition, ServiceId};
+pub use channel::Channel;
+pub use contact::{
+    ContactDraft, ContactOrigin, Needs, NewContact, RawCustomer, RawNeeds, RawOrigin, ValidContact,
+};
+pub use customer::{CustomerDetails, EmailAddress, PersonName, PhoneNumber, Postcode, Uprn};
+pub use error::{CatalogueError, DomainError, DomainResult, FieldViolation, InvalidId, ValidationErrors};
+pub use ids::{CaseId, CaseReference, ContactId, ContactReference, CustomerId, EventId};

@@ -1,0 +1,311 @@
+//! Assembling services into a running system.
+//!
+//! [`start`] is what `switchboard up` and `switchboard serve` run, and what the
+//! end-to-end tests run with listeners on port 0. It picks the stores and the
+//! bus from the settings (PostgreSQL and RabbitMQ when their URLs are given,
+//! else SQLite files and the in-process bus), starts the chosen services on one
+//! gRPC and one HTTP server, and returns a [`Running`] handle.
+//!
+//! Shutdown runs in the order that loses nothing: the servers stop taking new
+//! calls and finish those in flight; intake's writer commits what it had
+//! queued; the outbox relays and the consumer finish their round. What is still
+//! in an outbox then is published at the next start.
+
+use std::{net::SocketAddr, path::Path, sync::Arc};
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use switchboard_bus::{
+    Bus, EventKey, InProcessBus, OutboxRelay, OutboxStore, QueueSpec, RabbitBus, Sealer, Topology,
+};
+use switchboard_cases::{CasesConsumer, CasesGrpc, CasesStore, PgCasesStore, SqliteCasesStore};
+use switchboard_domain::Catalogue;
+use switchboard_intake::{
+    FormRateLimit, Intake, IntakeGrpc, IntakeMetrics, IntakeStore, PgIntakeStore, SqliteIntakeStore,
+    WriterConfig, api_router, public_router,
+};
+use switchboard_runtime::{GrpcServer, Health, Metrics, ServerLayers, Settings, Shutdown, http};
+use tokio::{net::TcpListener, sync::Notify, task::JoinSet};
+
+/// Which services one process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Services {
+    All,
+    Intake,
+    Cases,
+}
+
+impl Services {
+    fn intake(self) -> bool {
+        matches!(self, Services::All | Services::Intake)
+    }
+
+    fn cases(self) -> bool {
+        matches!(self, Services::All | Services::Cases)
+    }
+}
+
+/// Everything [`start`] needs besides its listeners.
+#[derive(Clone)]
+pub struct Launch {
+    /// Validated settings, with credentials and event keys already filled in
+    /// (configured, or the data dir's development ones).
+    pub settings: Settings,
+    pub services: Services,
+    /// Exchange and queue names; tests use a random prefix.
+    pub topology: Topology,
+    pub catalogue: Arc<Catalogue>,
+    /// Shared by every service in the process, so the embedded mode has one
+    /// bus. `None`: built from the settings.
+    pub bus: Option<Arc<dyn Bus>>,
+}
+
+/// A started system.
+pub struct Running {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub shutdown: Shutdown,
+    pub bus: Arc<dyn Bus>,
+    tasks: JoinSet<anyhow::Result<()>>,
+    /// Intake's group-commit writer, awaited after the servers have stopped.
+    intake_writer: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("grpc_addr", &self.grpc_addr)
+            .field("http_addr", &self.http_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Running {
+    /// Waits until the system stops (a signal, or [`Shutdown::trigger`]).
+    /// The first task to fail stops the rest, and its error is returned.
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        let mut first_error = None;
+        while let Some(joined) = self.tasks.join_next().await {
+            let outcome = joined
+                .context("a service task panicked")
+                .and_then(|result| result);
+            if let Err(error) = outcome {
+                tracing::error!(error.message = %format!("{error:#}"), "service task failed; stopping");
+                self.shutdown.trigger();
+                first_error.get_or_insert(error);
+            }
+        }
+        if let Some(writer) = self.intake_writer.take() {
+            writer.await.context("intake writer panicked")?;
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Stops the system and waits until it has.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.trigger();
+        self.wait().await
+    }
+}
+
+/// The catalogue from `seeds_dir`, or the one built into the binary.
+pub fn load_catalogue(seeds_dir: Option<&Path>) -> anyhow::Result<Catalogue> {
+    let Some(dir) = seeds_dir else {
+        return Catalogue::embedded().context("the built-in service catalogue is invalid");
+    };
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    Catalogue::from_toml(&read("services.toml")?, &read("offices.toml")?)
+        .with_context(|| format!("invalid seeds in {}", dir.display()))
+}
+
+/// The bus the settings ask for.
+pub async fn connect_bus(settings: &Settings, topology: Topology) -> anyhow::Result<Arc<dyn Bus>> {
+    Ok(match &settings.amqp_url {
+        Some(url) => Arc::new(
+            RabbitBus::connect(url.expose_secret(), topology)
+                .await
+                .context("cannot connect to RabbitMQ")?,
+        ),
+        None => Arc::new(InProcessBus::new(topology)),
+    })
+}
+
+fn sealer(settings: &Settings) -> anyhow::Result<Arc<Sealer>> {
+    let keys = settings
+        .event_keys
+        .iter()
+        .map(|key| EventKey::new(key.id.clone(), *key.key.expose_secret()))
+        .collect();
+    Ok(Arc::new(Sealer::new(keys).context("event_keys")?))
+}
+
+/// Starts the chosen services on the given listeners.
+pub async fn start(
+    launch: Launch,
+    grpc_listener: TcpListener,
+    http_listener: TcpListener,
+    shutdown: Shutdown,
+) -> anyhow::Result<Running> {
+    let Launch {
+        settings,
+        services,
+        topology,
+        catalogue,
+        bus,
+    } = launch;
+    let grpc_addr = grpc_listener.local_addr()?;
+    let http_addr = http_listener.local_addr()?;
+    let bus = match bus {
+        Some(bus) => bus,
+        None => connect_bus(&settings, topology.clone()).await?,
+    };
+    // Every queue of this version's topology, whichever services this process
+    // runs: an event published before its consumer ever started must still
+    // wait in that consumer's queue, not only in the analytics stream.
+    bus.ensure_queue(&QueueSpec::cases(&topology))
+        .await
+        .context("cannot declare the cases queue")?;
+    let sealer = sealer(&settings)?;
+    let metrics = Metrics::new();
+    let layers = ServerLayers::from_settings(&settings, &metrics).context("auth")?;
+    let health = Health::new(metrics.clone());
+    {
+        let bus = bus.clone();
+        health.add_check_fn("broker", move || {
+            let bus = bus.clone();
+            async move { bus.check().await }
+        });
+    }
+
+    let mut tasks = JoinSet::new();
+    let mut grpc = GrpcServer::new(&health, &layers, settings.grpc_max_message_bytes)?;
+    let mut http_routes = axum::Router::new();
+    let mut intake_writer = None;
+
+    if services.intake() {
+        let wake = Arc::new(Notify::new());
+        let intake_metrics = IntakeMetrics::new();
+        metrics.with_registry(|registry| intake_metrics.register(registry));
+        let (intake, writer, outbox): (Intake, _, Arc<dyn OutboxStore>) = match &settings.database_url {
+            Some(url) => {
+                let store = Arc::new(
+                    PgIntakeStore::connect(url.expose_secret())
+                        .await
+                        .context("intake store")?,
+                );
+                add_store_check(&health, "intake-store", store.clone());
+                let (intake, writer) = Intake::start(
+                    store.clone(),
+                    catalogue.clone(),
+                    sealer.clone(),
+                    wake.clone(),
+                    WriterConfig::default(),
+                    intake_metrics,
+                );
+                (intake, writer, store)
+            }
+            None => {
+                let store = Arc::new(
+                    SqliteIntakeStore::open(&settings.data_dir)
+                        .await
+                        .context("intake store")?,
+                );
+                add_store_check(&health, "intake-store", store.clone());
+                let (intake, writer) = Intake::start(
+                    store.clone(),
+                    catalogue.clone(),
+                    sealer.clone(),
+                    wake.clone(),
+                    WriterConfig::for_sqlite(),
+                    intake_metrics,
+                );
+                (intake, writer, store)
+            }
+        };
+        intake_writer = Some(writer);
+        let relay = OutboxRelay::new(outbox, bus.clone(), wake);
+        let relay_shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            relay.run(relay_shutdown.wait_owned()).await;
+            Ok(())
+        });
+        health.track_grpc_service("switchboard.v1.IntakeService").await;
+        grpc = grpc.add_service(IntakeGrpc::new(intake.clone()).into_server());
+        http_routes = http_routes
+            .merge(api_router(intake.clone()))
+            .merge(public_router(intake, FormRateLimit::default()));
+    }
+
+    if services.cases() {
+        let store: Arc<dyn CasesStore> = match &settings.database_url {
+            Some(url) => Arc::new(
+                PgCasesStore::connect(url.expose_secret())
+                    .await
+                    .context("case store")?,
+            ),
+            None => Arc::new(
+                SqliteCasesStore::open(&settings.data_dir)
+                    .await
+                    .context("case store")?,
+            ),
+        };
+        {
+            let store = store.clone();
+            health.add_check_fn("case-store", move || {
+                let store = store.clone();
+                async move { store.check().await }
+            });
+        }
+        let consumer = CasesConsumer::new(store.clone(), sealer.clone(), bus.clone(), &topology);
+        let consumer_shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            consumer
+                .run(consumer_shutdown.wait_owned())
+                .await
+                .context("cases consumer")
+        });
+        health.track_grpc_service("switchboard.v1.CaseService").await;
+        grpc = grpc.add_service(CasesGrpc::new(store).into_server());
+    }
+
+    {
+        let health = health.clone();
+        let health_shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            health.run(health_shutdown).await;
+            Ok(())
+        });
+    }
+    let http_router = http::protect(http_routes.merge(health.router()), &layers);
+    let http_shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        http::serve(http_listener, http_router, http_shutdown.wait_owned())
+            .await
+            .context("http server")
+    });
+    let grpc_shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        grpc.serve(grpc_listener, grpc_shutdown.wait_owned())
+            .await
+            .context("grpc server")
+    });
+
+    Ok(Running {
+        grpc_addr,
+        http_addr,
+        shutdown,
+        bus,
+        tasks,
+        intake_writer,
+    })
+}
+
+fn add_store_check<S: IntakeStore>(health: &Health, name: &str, store: Arc<S>) {
+    health.add_check_fn(name, move || {
+        let store = store.clone();
+        async move { store.ping().await }
+    });
+}

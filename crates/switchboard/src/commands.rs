@@ -1,0 +1,135 @@
+//! `up`, `serve` and `migrate`: from flags to a running (or migrated) system.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use anyhow::{Context, bail};
+use secrecy::ExposeSecret;
+use switchboard_bus::Topology;
+use switchboard_cases::{PgCasesStore, SqliteCasesStore};
+use switchboard_intake::{PgIntakeStore, SqliteIntakeStore};
+use switchboard_runtime::{DevCredentials, Settings, Shutdown, config::Options, telemetry};
+use tokio::net::TcpListener;
+
+use crate::{
+    app::{self, Launch, Services},
+    cli::{GlobalOptions, ServiceName},
+};
+
+/// Settings from every layer, the flags on top.
+pub fn settings(global: &GlobalOptions) -> anyhow::Result<Settings> {
+    let flags = Options {
+        grpc_addr: global.grpc_addr.map(|address| address.to_string()),
+        http_addr: global.http_addr.map(|address| address.to_string()),
+        data_dir: global.data_dir.clone(),
+        database_url: global.database_url.clone(),
+        amqp_url: global.amqp_url.clone(),
+        seeds_dir: global.seeds_dir.clone(),
+        ..Options::default()
+    };
+    Ok(Settings::load(global.config.as_deref(), flags)?)
+}
+
+/// `switchboard up`: every service in one process.
+pub async fn up(global: &GlobalOptions) -> anyhow::Result<()> {
+    run(global, Services::All).await
+}
+
+/// `switchboard serve <service>`: one service against PostgreSQL and RabbitMQ.
+pub async fn serve(global: &GlobalOptions, service: ServiceName) -> anyhow::Result<()> {
+    let services = match service {
+        ServiceName::Intake => Services::Intake,
+        ServiceName::Cases => Services::Cases,
+    };
+    run(global, services).await
+}
+
+async fn run(global: &GlobalOptions, services: Services) -> anyhow::Result<()> {
+    let mut settings = settings(global)?;
+    let _telemetry = telemetry::init(&settings.telemetry("switchboard"))?;
+    if services != Services::All && (settings.database_url.is_none() || settings.amqp_url.is_none()) {
+        bail!(
+            "`serve` runs one service per process against PostgreSQL and RabbitMQ: set --database-url \
+             (SWITCHBOARD_DATABASE_URL) and --amqp-url (SWITCHBOARD_AMQP_URL), or use `switchboard up`"
+        );
+    }
+    let dev_credentials = DevCredentials::apply_if_unconfigured(&mut settings)?;
+    let catalogue = Arc::new(app::load_catalogue(settings.seeds_dir.as_deref())?);
+    let grpc_listener = bind(settings.grpc_addr, "grpc_addr").await?;
+    let http_listener = bind(settings.http_addr, "http_addr").await?;
+    let shutdown = Shutdown::on_signals();
+    let launch = Launch {
+        settings: settings.clone(),
+        services,
+        topology: Topology::new(&global.amqp_prefix),
+        catalogue,
+        bus: None,
+    };
+    let running = app::start(launch, grpc_listener, http_listener, shutdown).await?;
+    print_welcome(&settings, &running, dev_credentials.as_ref());
+    running.wait().await
+}
+
+async fn bind(address: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("{key}: cannot listen on {address}"))
+}
+
+fn print_welcome(settings: &Settings, running: &app::Running, dev: Option<&DevCredentials>) {
+    let mode = match (&settings.database_url, &settings.amqp_url) {
+        (None, None) => format!(
+            "embedded (SQLite and in-process bus in {})",
+            settings.data_dir.display()
+        ),
+        (Some(_), Some(_)) => "distributed (PostgreSQL and RabbitMQ)".to_owned(),
+        (Some(_), None) => "PostgreSQL with the in-process bus".to_owned(),
+        (None, Some(_)) => "SQLite with RabbitMQ".to_owned(),
+    };
+    eprintln!("switchboard is up, {mode}");
+    eprintln!(
+        "  gRPC  {}  (reflection and grpc.health.v1 enabled)",
+        running.grpc_addr
+    );
+    eprintln!(
+        "  HTTP  http://{}  (POST /v1/contacts, /forms/contact, /healthz, /readyz, /metrics)",
+        running.http_addr
+    );
+    if let Some(dev) = dev {
+        eprintln!("development credentials: {}", dev.env_path.display());
+        eprintln!(
+            "  load them into a shell with:  set -a; . {}; set +a",
+            dev.env_path.display()
+        );
+        eprintln!(
+            "  then try:  switchboard submit --channel phone --service council-tax --phone '07700 900123' --summary 'a question about my bill'"
+        );
+    }
+    eprintln!("stop with Ctrl-C (finishes what is in flight first)");
+}
+
+/// `switchboard migrate`: every service's tables, created or upgraded.
+pub async fn migrate(global: &GlobalOptions) -> anyhow::Result<()> {
+    let settings = settings(global)?;
+    let _telemetry = telemetry::init(&settings.telemetry("switchboard"))?;
+    match &settings.database_url {
+        Some(url) => {
+            PgIntakeStore::connect(url.expose_secret())
+                .await
+                .context("intake")?;
+            PgCasesStore::connect(url.expose_secret())
+                .await
+                .context("cases")?;
+            eprintln!("migrated intake and cases in PostgreSQL");
+        }
+        None => {
+            SqliteIntakeStore::open(&settings.data_dir)
+                .await
+                .context("intake")?;
+            SqliteCasesStore::open(&settings.data_dir)
+                .await
+                .context("cases")?;
+            eprintln!("migrated intake and cases in {}", settings.data_dir.display());
+        }
+    }
+    Ok(())
+}
