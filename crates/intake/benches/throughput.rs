@@ -23,7 +23,7 @@ fn baseline_clients() -> usize {
     std::env::var("BENCH_BASELINE_CLIENTS")
         .ok()
         .and_then(|value| value.parse().ok())
-        .unwrap_or(64)
+        .unwrap_or(32)
 }
 const SUBMITTERS: usize = 1024;
 

@@ -31,7 +31,8 @@ pub const IDEMPOTENT_REPLAYED_HEADER: &str = "idempotent-replayed";
 /// the same body and `Idempotent-Replayed: true`, so a client retrying after a
 /// lost response sees exactly what it would have seen. Errors are
 /// `application/problem+json`: 400 for a body that is not a
-/// `SubmitContactRequest` (the offending field named), 413 for a body over
+/// `SubmitContactRequest` (the offending field named, unknown fields included)
+/// or a malformed `Idempotency-Key`, 413 for a body over
 /// [`MAX_HTTP_BODY_BYTES`], 415 for a body that is not JSON, 422 for invalid
 /// fields or a reused idempotency key.
 pub fn api_router(intake: Intake) -> Router {

@@ -39,7 +39,8 @@ use crate::{
 
 /// Environment variable with the log filter (`info,switchboard_intake=debug`).
 pub const LOG_FILTER_ENV: &str = "SWITCHBOARD_LOG";
-const DEFAULT_LOG_FILTER: &str = "info";
+// OpenTelemetry announces its own set-up at info; that is noise in our logs.
+const DEFAULT_LOG_FILTER: &str = "info,opentelemetry=warn,opentelemetry_sdk=warn";
 
 /// What [`init`] needs; [`crate::config::Settings::telemetry`] makes one.
 #[derive(Debug, Clone)]

@@ -60,7 +60,7 @@ pub enum Command {
     /// Create or upgrade every service's tables, then exit.
     Migrate,
     /// Submit a contact to intake over gRPC (credentials from SWITCHBOARD_INTAKE_KEY).
-    Submit(SubmitArgs),
+    Submit(Box<SubmitArgs>),
     /// Measure intake and end-to-end throughput beside raw PostgreSQL and RabbitMQ.
     Bench(BenchArgs),
 }

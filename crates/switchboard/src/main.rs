@@ -16,7 +16,7 @@ async fn main() -> ExitCode {
         Command::Up => commands::up(&cli.global).await,
         Command::Serve { service } => commands::serve(&cli.global, service).await,
         Command::Migrate => commands::migrate(&cli.global).await,
-        Command::Submit(args) => submit::run(args).await,
+        Command::Submit(args) => submit::run(*args).await,
         Command::Bench(args) => bench::run(&cli.global, args).await,
     };
     match outcome {
