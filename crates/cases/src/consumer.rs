@@ -179,7 +179,10 @@ impl BatchHandler for ContactsHandler {
         let mut contacts: Vec<IncomingContact> = Vec::with_capacity(batch.len());
         let mut positions: Vec<usize> = Vec::with_capacity(batch.len());
         for (position, delivery) in batch.iter().enumerate() {
-            match decode(&delivery.envelope, &self.sealer) {
+            // A span per event, parented from the traceparent intake sent it
+            // with, so one trace follows a contact from intake to its case.
+            let span = delivery.span();
+            match span.in_scope(|| decode(&delivery.envelope, &self.sealer)) {
                 Ok(Inbound::Contact(contact)) => {
                     contacts.push(*contact);
                     positions.push(position);
