@@ -2,63 +2,17 @@
 //! types, in one place at the edge: records out (`From`), requests in
 //! (`TryFrom`, with errors naming the proto field).
 
-use chrono::{DateTime, Utc};
 use switchboard_domain::{
-    CaseId, CaseReference, Channel, ContactOrigin, CustomerDetails, EmailAddress, Needs, PersonName,
-    PhoneNumber, Postcode, ValidationErrors,
+    CaseId, CaseReference, ContactOrigin, EmailAddress, Needs, PersonName, PhoneNumber, Postcode,
+    ValidationErrors,
 };
 use switchboard_proto::v1;
 
+pub(crate) use switchboard_runtime::wire::{
+    channel_from_proto, channel_to_proto, customer_to_proto, from_timestamp, needs_to_proto, timestamp,
+};
+
 use crate::model::{Case, CaseKey, CaseStatus, Contact, Customer, CustomerSearch, TimelineEntry};
-
-pub(crate) fn channel_to_proto(channel: Channel) -> v1::Channel {
-    match channel {
-        Channel::Phone => v1::Channel::Phone,
-        Channel::Web => v1::Channel::Web,
-        Channel::FaceToFace => v1::Channel::FaceToFace,
-        Channel::Email => v1::Channel::Email,
-        Channel::Letter => v1::Channel::Letter,
-    }
-}
-
-/// `None` for `CHANNEL_UNSPECIFIED` and for numbers this build does not know.
-pub(crate) fn channel_from_proto(value: i32) -> Option<Channel> {
-    match v1::Channel::try_from(value).ok()? {
-        v1::Channel::Unspecified => None,
-        v1::Channel::Phone => Some(Channel::Phone),
-        v1::Channel::Web => Some(Channel::Web),
-        v1::Channel::FaceToFace => Some(Channel::FaceToFace),
-        v1::Channel::Email => Some(Channel::Email),
-        v1::Channel::Letter => Some(Channel::Letter),
-    }
-}
-
-pub(crate) fn timestamp(at: DateTime<Utc>) -> pbjson_types::Timestamp {
-    pbjson_types::Timestamp {
-        seconds: at.timestamp(),
-        // Below one billion by construction, so it always fits.
-        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(0),
-    }
-}
-
-pub(crate) fn from_timestamp(at: &pbjson_types::Timestamp) -> Option<DateTime<Utc>> {
-    let nanos = u32::try_from(at.nanos).ok()?;
-    DateTime::from_timestamp(at.seconds, nanos)
-}
-
-pub(crate) fn needs_to_proto(needs: &Needs) -> v1::Needs {
-    v1::Needs {
-        language: needs.language.clone().unwrap_or_default(),
-        british_sign_language: needs.british_sign_language,
-        interpreter: needs.interpreter,
-        large_print: needs.large_print,
-        hearing_loop: needs.hearing_loop,
-        assisted_digital: needs.assisted_digital,
-        wheelchair_access: needs.wheelchair_access,
-        vulnerable: needs.vulnerable,
-        vulnerability_consent: needs.vulnerability_consent,
-    }
-}
 
 /// Needs as intake validated them; the language tag is only normalised
 /// (trimmed, lowercased), as intake stored it.
@@ -76,37 +30,6 @@ pub(crate) fn needs_from_proto(needs: &v1::Needs) -> Needs {
         // here means a flag recorded without consent is never stored.
         vulnerable: needs.vulnerable && needs.vulnerability_consent,
         vulnerability_consent: needs.vulnerability_consent,
-    }
-}
-
-pub(crate) fn customer_to_proto(details: &CustomerDetails) -> v1::Customer {
-    v1::Customer {
-        name: details
-            .name
-            .as_ref()
-            .map(|name| name.as_str().to_owned())
-            .unwrap_or_default(),
-        phone: details
-            .phone
-            .as_ref()
-            .map(|phone| phone.as_e164().to_owned())
-            .unwrap_or_default(),
-        email: details
-            .email
-            .as_ref()
-            .map(|email| email.as_str().to_owned())
-            .unwrap_or_default(),
-        postcode: details
-            .postcode
-            .as_ref()
-            .map(|postcode| postcode.as_str().to_owned())
-            .unwrap_or_default(),
-        address_line: details.address_line.clone().unwrap_or_default(),
-        uprn: details
-            .uprn
-            .as_ref()
-            .map(|uprn| uprn.as_str().to_owned())
-            .unwrap_or_default(),
     }
 }
 

@@ -4,15 +4,14 @@
 //! in), so the analytics stream can be read as it is; the resident's details
 //! travel sealed for the event's id, readable only with the event key.
 
-use chrono::{DateTime, Utc};
 use prost::Message;
 use switchboard_bus::Sealer;
 use switchboard_domain::{ContactOrigin, EventId, NewContact};
 use switchboard_proto::event_types::CONTACT_RECEIVED;
 use switchboard_proto::v1::{self, event::Payload};
 
-use crate::convert::{wire_channel, wire_customer, wire_needs};
 use crate::store::OutboxEntry;
+use switchboard_runtime::wire::{channel_to_proto, customer_to_proto, needs_to_proto, timestamp};
 
 /// The publishing service, in every event's `source`.
 pub const EVENT_SOURCE: &str = "intake";
@@ -62,9 +61,9 @@ pub fn contact_received_event(event_id: EventId, new_contact: &NewContact, seale
         payload: Some(Payload::ContactReceived(v1::ContactReceived {
             contact_id: new_contact.id.as_uuid().to_string(),
             reference: new_contact.reference.as_str().to_owned(),
-            channel: wire_channel(contact.channel) as i32,
+            channel: channel_to_proto(contact.channel) as i32,
             service: contact.service.as_str().to_owned(),
-            needs: Some(wire_needs(&contact.needs)),
+            needs: Some(needs_to_proto(&contact.needs)),
             received_at: Some(received_at),
             office_id,
             form_id,
@@ -78,7 +77,7 @@ pub fn contact_received_event(event_id: EventId, new_contact: &NewContact, seale
 pub(crate) fn personal_data(new_contact: &NewContact) -> v1::PersonalData {
     let contact = &new_contact.contact;
     let mut data = v1::PersonalData {
-        customer: Some(wire_customer(&contact.customer)),
+        customer: Some(customer_to_proto(&contact.customer)),
         summary: contact.summary.clone(),
         details: contact.details.clone(),
         phone: None,
@@ -115,14 +114,6 @@ pub(crate) fn personal_data(new_contact: &NewContact) -> v1::PersonalData {
         }
     }
     data
-}
-
-fn timestamp(at: DateTime<Utc>) -> pbjson_types::Timestamp {
-    pbjson_types::Timestamp {
-        seconds: at.timestamp(),
-        // Always below 2e9 (a leap second reads as 1e9..2e9), so it fits.
-        nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap_or(999_999_999),
-    }
 }
 
 #[cfg(test)]

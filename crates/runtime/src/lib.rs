@@ -24,6 +24,7 @@
 //!
 //! Alongside: [`status`] and [`problem`], the one place errors become gRPC
 //! statuses and HTTP problem responses; [`error`], this crate's error type;
+//! [`wire`], the domain ⇄ proto conversions every service shares;
 //! [`testing`], fresh PostgreSQL databases, broker addresses and credentials
 //! for tests.
 
@@ -40,6 +41,7 @@ pub mod shutdown;
 pub mod status;
 pub mod telemetry;
 pub mod testing;
+pub mod wire;
 
 pub use auth::{Principal, Role};
 pub use config::Settings;
