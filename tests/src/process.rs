@@ -45,7 +45,7 @@ pub fn free_port() -> anyhow::Result<SocketAddr> {
     Ok(listener.local_addr()?)
 }
 
-/// A `switchboard serve <service>` child process.
+/// A `switchboard serve <service>` or `switchboard up` child process.
 #[derive(Debug)]
 pub struct ServiceProcess {
     pub grpc_addr: SocketAddr,
@@ -54,13 +54,23 @@ pub struct ServiceProcess {
 }
 
 impl ServiceProcess {
-    /// Starts the service and waits until `/readyz` answers 200.
+    /// `switchboard serve <service>`, once `/readyz` answers 200.
     pub async fn start(service: &str, environment: &[(&str, String)]) -> anyhow::Result<ServiceProcess> {
+        ServiceProcess::run(&["serve", service], environment).await
+    }
+
+    /// `switchboard up` (the whole system in one process), once `/readyz`
+    /// answers 200.
+    pub async fn up(environment: &[(&str, String)]) -> anyhow::Result<ServiceProcess> {
+        ServiceProcess::run(&["up"], environment).await
+    }
+
+    async fn run(arguments: &[&str], environment: &[(&str, String)]) -> anyhow::Result<ServiceProcess> {
         let grpc_addr = free_port()?;
         let http_addr = free_port()?;
         let mut command = Command::new(switchboard_binary()?);
         command
-            .args(["serve", service])
+            .args(arguments)
             .env("SWITCHBOARD_GRPC_ADDR", grpc_addr.to_string())
             .env("SWITCHBOARD_HTTP_ADDR", http_addr.to_string())
             .env("SWITCHBOARD_LOG", "warn")

@@ -7,11 +7,19 @@
 //! messages back in their original place, count deliveries and dead-letter past
 //! the limit or on reject; streams read from an offset by every consumer.
 //!
-//! Nothing here is durable: durability in embedded mode comes from the outbox,
-//! whose rows are deleted only after `publish` returned, and from idempotent
-//! consumers. A "confirm" therefore means "enqueued to every bound queue".
+//! Nothing here is durable. What a confirm means is chosen at construction:
+//!
+//! - [`InProcessBus::new`]: as RabbitMQ, "taken by every bound queue". Right
+//!   for tests of RabbitMQ's semantics, but a crash then loses what sat in
+//!   memory, because the relay deleted its outbox row on the confirm.
+//! - [`InProcessBus::confirming_when_settled`]: "settled by the consumers of
+//!   every bound quorum queue" (acked, or dead-lettered). The embedded mode
+//!   runs this way, so an outbox row lives until the event it carries has been
+//!   applied, and a crash at any moment loses nothing: the relay publishes the
+//!   row again at the next start and the idempotent consumer absorbs it.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -45,10 +53,37 @@ impl std::fmt::Debug for InProcessBus {
 struct Inner {
     topology: Topology,
     stream_memory_cap: u64,
+    confirm: Confirm,
     /// A std mutex, not tokio's: it is never held across an `.await`, and every
     /// critical section is a few map operations, so blocking is shorter than a
     /// task switch would be.
     state: Mutex<State>,
+}
+
+/// When `publish` returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Confirm {
+    /// Once every bound queue has taken the message (RabbitMQ's meaning).
+    Enqueued,
+    /// Once every quorum copy has been acked or dead-lettered.
+    Settled,
+}
+
+/// Counts a published batch's quorum copies not yet settled; the publisher
+/// waits until it reaches zero.
+struct ConfirmLatch {
+    outstanding: AtomicUsize,
+    done: Notify,
+}
+
+impl ConfirmLatch {
+    fn settle_one(&self) {
+        if self.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // One waiter, the publisher: `notify_one` keeps the permit if it
+            // has not started waiting yet.
+            self.done.notify_one();
+        }
+    }
 }
 
 #[derive(Default)]
@@ -106,6 +141,9 @@ enum QueueBody {
 #[derive(Clone)]
 struct Message {
     envelope: Arc<Envelope>,
+    /// The publisher waiting for this copy to be settled, when confirms wait
+    /// for settlement.
+    latch: Option<Arc<ConfirmLatch>>,
     /// Returns so far (RabbitMQ's `x-delivery-count`).
     delivery_count: u32,
     delivered_before: bool,
@@ -122,12 +160,24 @@ struct StreamEntry {
 impl InProcessBus {
     /// A bus with the topology's exchange, dead-letter exchange and queue, and
     /// the analytics stream, as `RabbitBus::connect` declares them.
+    /// A confirm means "enqueued", as on RabbitMQ.
     pub fn new(topology: Topology) -> Self {
-        InProcessBus::with_stream_memory_cap(topology, DEFAULT_STREAM_MEMORY_CAP)
+        InProcessBus::build(topology, DEFAULT_STREAM_MEMORY_CAP, Confirm::Enqueued)
+    }
+
+    /// As [`InProcessBus::new`], but `publish` returns only once the consumers
+    /// of every bound quorum queue have acked (or dead-lettered) the batch. A
+    /// queue nobody consumes holds its publisher until somebody does.
+    pub fn confirming_when_settled(topology: Topology) -> Self {
+        InProcessBus::build(topology, DEFAULT_STREAM_MEMORY_CAP, Confirm::Settled)
     }
 
     /// As [`InProcessBus::new`], keeping at most `cap` bytes per stream.
     pub fn with_stream_memory_cap(topology: Topology, cap: u64) -> Self {
+        InProcessBus::build(topology, cap, Confirm::Enqueued)
+    }
+
+    fn build(topology: Topology, cap: u64, confirm: Confirm) -> Self {
         let mut state = State {
             stream_dead_letter_exchange: topology.dead_letter_exchange(),
             ..State::default()
@@ -140,6 +190,7 @@ impl InProcessBus {
             inner: Arc::new(Inner {
                 topology,
                 stream_memory_cap: cap,
+                confirm,
                 state: Mutex::new(state),
             }),
         };
@@ -268,7 +319,8 @@ impl State {
     }
 
     /// Enqueues `message` on every queue bound to `exchange` for `routing_key`.
-    /// Returns how many queues took it.
+    /// Returns how many queues took it. Each quorum copy counts once on the
+    /// message's latch, if it has one.
     fn enqueue(
         &mut self,
         exchange: &str,
@@ -288,6 +340,9 @@ impl State {
                     // A copy in a new queue starts afresh there.
                     copy.delivery_count = 0;
                     copy.delivered_before = false;
+                    if let Some(latch) = &copy.latch {
+                        latch.outstanding.fetch_add(1, Ordering::AcqRel);
+                    }
                     ready.insert(sequence, copy);
                 }
                 QueueBody::Stream {
@@ -328,6 +383,11 @@ impl State {
         reason: DeadLetterReason,
         stream_memory_cap: u64,
     ) {
+        // Dead-lettered is settled: the copy's fate is decided, and the copy in
+        // the dead-letter queue answers to nobody's confirm.
+        if let Some(latch) = message.latch.take() {
+            latch.settle_one();
+        }
         let dead_letter_exchange = match self.queues.get(queue_name).map(|queue| &queue.spec.kind) {
             Some(QueueKind::Quorum {
                 dead_letter_exchange: Some(exchange),
@@ -391,27 +451,42 @@ impl Bus for InProcessBus {
         for envelope in batch {
             envelope.validate()?;
         }
+        let latch = (self.inner.confirm == Confirm::Settled).then(|| {
+            Arc::new(ConfirmLatch {
+                outstanding: AtomicUsize::new(0),
+                done: Notify::new(),
+            })
+        });
         let exchange = self.inner.topology.exchange();
-        let mut state = self.inner.lock();
-        for envelope in batch {
-            let message = Message {
-                envelope: Arc::new(envelope.clone()),
-                delivery_count: 0,
-                delivered_before: false,
-                dead_letter: None,
-            };
-            let taken = state.enqueue(
-                &exchange,
-                envelope.event_type(),
-                &message,
-                self.inner.stream_memory_cap,
-            );
-            if taken == 0 {
-                return Err(BusError::Unroutable {
-                    event_id: envelope.event_id().to_owned(),
-                    routing_key: envelope.event_type().to_owned(),
-                });
+        {
+            let mut state = self.inner.lock();
+            for envelope in batch {
+                let message = Message {
+                    envelope: Arc::new(envelope.clone()),
+                    latch: latch.clone(),
+                    delivery_count: 0,
+                    delivered_before: false,
+                    dead_letter: None,
+                };
+                let taken = state.enqueue(
+                    &exchange,
+                    envelope.event_type(),
+                    &message,
+                    self.inner.stream_memory_cap,
+                );
+                // As on RabbitMQ, the messages before it are in their queues.
+                if taken == 0 {
+                    return Err(BusError::Unroutable {
+                        event_id: envelope.event_id().to_owned(),
+                        routing_key: envelope.event_type().to_owned(),
+                    });
+                }
             }
+        }
+        if let Some(latch) = latch
+            && latch.outstanding.load(Ordering::Acquire) > 0
+        {
+            latch.done.notified().await;
         }
         Ok(())
     }
@@ -624,7 +699,11 @@ impl MemorySettler {
 
     pub(crate) fn ack(&self) -> BusResult<()> {
         let mut state = self.inner.lock();
-        let _acked = self.take_unacked(&mut state);
+        if let Some((_, message)) = self.take_unacked(&mut state)
+            && let Some(latch) = message.latch
+        {
+            latch.settle_one();
+        }
         state.release_credit(self.consumer, &self.queue);
         Ok(())
     }
@@ -660,6 +739,7 @@ impl MemorySettler {
             Some((_, message)) => Some(message),
             None if matches!(self.kind, SettleKind::Stream) => Some(Message {
                 envelope: Arc::new(envelope.clone()),
+                latch: None,
                 delivery_count: 0,
                 delivered_before: true,
                 dead_letter: None,

@@ -110,13 +110,25 @@ impl OutboxRelay {
         self
     }
 
-    /// Relays until `shutdown` resolves. A round in progress when shutdown
-    /// comes is finished first, so confirmed rows are deleted.
+    /// Relays until `shutdown` resolves. A publish still waiting for its
+    /// confirms when shutdown comes is abandoned: its rows stay and go out
+    /// again at the next start, which idempotent consumers absorb (on the
+    /// embedded bus a confirm waits for the consumer, which is stopping too).
+    /// Rows already confirmed are deleted before the relay returns.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) {
         tokio::pin!(shutdown);
         let mut backoff = BACKOFF_MIN;
         loop {
-            let wait = match self.relay_once().await {
+            let published = tokio::select! {
+                biased;
+                () = &mut shutdown => return,
+                published = self.publish_unsent() => published,
+            };
+            let round = match published {
+                Ok(published) => self.delete_published(published).await,
+                Err(error) => Err(error),
+            };
+            let wait = match round {
                 Ok(round) if round.published == 0 => {
                     backoff = BACKOFF_MIN;
                     None
@@ -162,6 +174,13 @@ impl OutboxRelay {
     /// One round: fetch up to a batch, publish, delete what was confirmed.
     /// Public so tests and benchmarks can drive the relay step by step.
     pub async fn relay_once(&self) -> BusResult<RelayRound> {
+        let published = self.publish_unsent().await?;
+        self.delete_published(published).await
+    }
+
+    /// Fetches up to a batch of rows and publishes them; returns once the bus
+    /// has confirmed them.
+    async fn publish_unsent(&self) -> BusResult<Published> {
         let records = self
             .store
             .fetch_unsent(self.batch_size)
@@ -186,23 +205,32 @@ impl OutboxRelay {
                 }
             }
         }
-        if envelopes.is_empty() {
-            return Ok(RelayRound {
-                published: 0,
-                undecodable,
-            });
+        if !envelopes.is_empty() {
+            self.bus.publish(&envelopes).await?;
         }
-        self.bus.publish(&envelopes).await?;
-        self.store
-            .delete_sent(&ids)
-            .await
-            .map_err(|source| BusError::Outbox {
-                operation: "delete",
-                source,
-            })?;
+        Ok(Published { ids, undecodable })
+    }
+
+    /// Deletes the rows the bus confirmed.
+    async fn delete_published(&self, published: Published) -> BusResult<RelayRound> {
+        if !published.ids.is_empty() {
+            self.store
+                .delete_sent(&published.ids)
+                .await
+                .map_err(|source| BusError::Outbox {
+                    operation: "delete",
+                    source,
+                })?;
+        }
         Ok(RelayRound {
-            published: ids.len(),
-            undecodable,
+            published: published.ids.len(),
+            undecodable: published.undecodable,
         })
     }
+}
+
+/// Rows the bus confirmed, not yet deleted.
+struct Published {
+    ids: Vec<Uuid>,
+    undecodable: usize,
 }

@@ -95,12 +95,18 @@ fn customer_details(customer: &v1::Customer) -> Result<CustomerDetails, String> 
     let address_line = customer.address_line.trim();
     Ok(CustomerDetails {
         name: optional("name", &customer.name, PersonName::parse)?,
-        phone: optional("phone", &customer.phone, PhoneNumber::parse)?,
+        phone: optional("phone", &customer.phone, phone_number)?,
         email: optional("email", &customer.email, EmailAddress::parse)?,
         postcode: optional("postcode", &customer.postcode, Postcode::parse)?,
         address_line: (!address_line.is_empty()).then(|| address_line.to_owned()),
         uprn: optional("uprn", &customer.uprn, Uprn::parse)?,
     })
+}
+
+/// Intake sends numbers already normalised, which are cheap to check; anything
+/// else is parsed in full.
+fn phone_number(value: &str) -> Result<PhoneNumber, String> {
+    PhoneNumber::from_e164(value).or_else(|_| PhoneNumber::parse(value))
 }
 
 fn non_empty(value: &str) -> Option<String> {
@@ -122,7 +128,7 @@ fn origin(
             ContactOrigin::Phone {
                 // A withheld or malformed CLI is common on phone networks and
                 // says nothing bad about the contact: treat it as absent.
-                caller_number: PhoneNumber::parse(&phone.caller_number).ok(),
+                caller_number: phone_number(&phone.caller_number).ok(),
                 dialled_number: non_empty(&received.dialled_number)
                     .or_else(|| non_empty(&phone.dialled_number)),
                 call_id: non_empty(&phone.call_id),

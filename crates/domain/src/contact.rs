@@ -292,7 +292,13 @@ impl ContactDraft {
         }
         let service = validate_service(&self.service, self.channel, catalogue, &mut errors);
         let customer = validate_customer(&self.customer, &mut errors);
-        let origin = validate_origin(&self.origin, self.channel, catalogue, &mut errors);
+        // Callers usually give the caller's number as the customer's phone too:
+        // parse it once (parsing is the costliest step of validation).
+        let known_phone = customer
+            .as_ref()
+            .and_then(|customer| customer.phone.as_ref())
+            .map(|phone| (self.customer.phone.trim(), phone));
+        let origin = validate_origin(&self.origin, self.channel, catalogue, known_phone, &mut errors);
 
         // Someone has to be able to reach the resident again, unless they are
         // standing at the counter. Present-but-invalid values count: their own
@@ -446,6 +452,7 @@ fn validate_origin(
     raw: &RawOrigin,
     channel: Option<Channel>,
     catalogue: &Catalogue,
+    known_phone: Option<(&str, &PhoneNumber)>,
     errors: &mut ValidationErrors,
 ) -> Option<ContactOrigin> {
     // The oneof member must belong to the channel; with no channel the
@@ -484,7 +491,10 @@ fn validate_origin(
             dialled_number,
             call_id,
         } => {
-            let caller_number = optional(caller_number, "phone.caller_number", PhoneNumber::parse, errors);
+            let caller_number = match known_phone {
+                Some((raw, parsed)) if raw == caller_number.trim() => Ok(Some(parsed.clone())),
+                _ => optional(caller_number, "phone.caller_number", PhoneNumber::parse, errors),
+            };
             let dialled_number = optional_text(
                 dialled_number,
                 "phone.dialled_number",

@@ -1,18 +1,21 @@
 //! The HTTP API for intake clients: `POST /v1/contacts`, the proto3 JSON
-//! mapping of `SubmitContactRequest`.
+//! mapping of `SubmitContactRequest`, and `GET /v1/contacts/{contactId}`, the
+//! receipt its `Location` points at.
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
+use serde::Serialize;
+use switchboard_domain::ContactId;
 use switchboard_proto::v1::{SubmitContactRequest, SubmitContactResponse};
 use switchboard_runtime::problem::{Problem, ProblemField};
 
 use crate::error::IntakeError;
-use crate::service::{Accepted, Intake, check_idempotency_key};
+use crate::service::{Accepted, Intake, Receipt, check_idempotency_key};
 
 /// The largest request body accepted on intake's HTTP routes (API and forms);
 /// a larger one is answered 413.
@@ -35,9 +38,14 @@ pub const IDEMPOTENT_REPLAYED_HEADER: &str = "idempotent-replayed";
 /// or a malformed `Idempotency-Key`, 413 for a body over
 /// [`MAX_HTTP_BODY_BYTES`], 415 for a body that is not JSON, 422 for invalid
 /// fields or a reused idempotency key.
+///
+/// `GET /v1/contacts/{contactId}` answers the contact's receipt (id,
+/// reference, channel, service, when it was received; no personal data), 404
+/// for an id intake does not hold, 400 for one that is not a UUID.
 pub fn api_router(intake: Intake) -> Router {
     Router::new()
         .route("/v1/contacts", post(submit_contact))
+        .route("/v1/contacts/{contact_id}", get(contact_receipt))
         .layer(DefaultBodyLimit::max(MAX_HTTP_BODY_BYTES))
         .with_state(intake)
 }
@@ -57,6 +65,59 @@ async fn submit_contact(
             intake.metrics().rejected(rejection.reason);
             rejection.problem.into_response()
         }
+    }
+}
+
+/// The JSON body of a receipt.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReceiptBody {
+    contact_id: String,
+    reference: String,
+    /// The proto3 JSON name, as submitted (`CHANNEL_PHONE`, …).
+    channel: &'static str,
+    service: String,
+    /// RFC 3339, UTC.
+    received_at: String,
+}
+
+impl From<Receipt> for ReceiptBody {
+    fn from(receipt: Receipt) -> Self {
+        ReceiptBody {
+            contact_id: receipt.contact_id.as_uuid().to_string(),
+            reference: receipt.reference.as_str().to_owned(),
+            channel: switchboard_runtime::wire::channel_to_proto(receipt.channel).as_str_name(),
+            service: receipt.service.as_str().to_owned(),
+            received_at: receipt
+                .received_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        }
+    }
+}
+
+#[tracing::instrument(name = "intake.http.contact_receipt", skip_all)]
+async fn contact_receipt(State(intake): State<Intake>, Path(contact_id): Path<String>) -> Response {
+    let Ok(id) = ContactId::parse(&contact_id) else {
+        let mut problem = Problem::new(
+            StatusCode::BAD_REQUEST,
+            "not a contact id",
+            "contactId: must be the UUID a submission was answered with".to_owned(),
+        );
+        problem.errors.push(ProblemField {
+            field: "contactId".to_owned(),
+            detail: "must be a UUID".to_owned(),
+        });
+        return problem.into_response();
+    };
+    match intake.receipt(id).await {
+        Ok(Some(receipt)) => axum::Json(ReceiptBody::from(receipt)).into_response(),
+        Ok(None) => Problem::new(
+            StatusCode::NOT_FOUND,
+            "no such contact",
+            format!("intake holds no contact {contact_id}"),
+        )
+        .into_response(),
+        Err(error) => error.to_problem().into_response(),
     }
 }
 

@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use prost::Message;
 use sha2::{Digest, Sha256};
 use switchboard_bus::Sealer;
-use switchboard_domain::{Catalogue, ContactId, ContactReference, NewContact};
+use switchboard_domain::{Catalogue, Channel, ContactId, ContactReference, NewContact, ServiceId};
 use switchboard_proto::v1::SubmitContactRequest;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -32,6 +33,17 @@ pub struct Accepted {
     pub replayed: bool,
 }
 
+/// What intake can say about a contact it accepted, without personal data:
+/// what a client that submitted it (or an agent holding its id) may read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub contact_id: ContactId,
+    pub reference: ContactReference,
+    pub channel: Channel,
+    pub service: ServiceId,
+    pub received_at: DateTime<Utc>,
+}
+
 /// Takes contacts in. Cheap to clone: the edges (gRPC, HTTP API, web forms)
 /// each hold one.
 #[derive(Clone)]
@@ -40,6 +52,7 @@ pub struct Intake {
 }
 
 struct IntakeInner {
+    store: Arc<dyn IntakeStore>,
     catalogue: Arc<Catalogue>,
     sealer: Arc<Sealer>,
     writer: ContactWriter,
@@ -53,7 +66,10 @@ impl std::fmt::Debug for Intake {
 }
 
 impl Intake {
+    /// The service over a writer already started on `store` (see
+    /// [`Intake::start`], which does both).
     pub fn new(
+        store: Arc<dyn IntakeStore>,
         catalogue: Arc<Catalogue>,
         sealer: Arc<Sealer>,
         writer: ContactWriter,
@@ -61,6 +77,7 @@ impl Intake {
     ) -> Intake {
         Intake {
             inner: Arc::new(IntakeInner {
+                store,
                 catalogue,
                 sealer,
                 writer,
@@ -74,16 +91,16 @@ impl Intake {
     /// returned `Intake` (and so every edge holding one) is dropped: await the
     /// handle at shutdown to know accepted contacts are all committed.
     /// `outbox_wake` is the `Notify` given to the `OutboxRelay` over the same store.
-    pub fn start<S: IntakeStore + ?Sized>(
-        store: Arc<S>,
+    pub fn start(
+        store: Arc<dyn IntakeStore>,
         catalogue: Arc<Catalogue>,
         sealer: Arc<Sealer>,
         outbox_wake: Arc<Notify>,
         config: WriterConfig,
         metrics: IntakeMetrics,
     ) -> (Intake, JoinHandle<()>) {
-        let (writer, handle) = spawn_writer(store, outbox_wake, config, metrics.clone());
-        (Intake::new(catalogue, sealer, writer, metrics), handle)
+        let (writer, handle) = spawn_writer(store.clone(), outbox_wake, config, metrics.clone());
+        (Intake::new(store, catalogue, sealer, writer, metrics), handle)
     }
 
     pub fn catalogue(&self) -> &Catalogue {
@@ -92,6 +109,18 @@ impl Intake {
 
     pub fn metrics(&self) -> &IntakeMetrics {
         &self.inner.metrics
+    }
+
+    /// The receipt of an accepted contact, or `None` if intake holds no
+    /// contact with this id.
+    pub async fn receipt(&self, contact_id: ContactId) -> IntakeResult<Option<Receipt>> {
+        Ok(self.inner.store.contact(contact_id).await?.map(|stored| Receipt {
+            contact_id: stored.id,
+            reference: stored.reference,
+            channel: stored.contact.channel,
+            service: stored.contact.service,
+            received_at: stored.received_at,
+        }))
     }
 
     /// Validates and stores one submission, answering once it is durable.

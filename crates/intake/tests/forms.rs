@@ -80,7 +80,13 @@ case_target_working_days = 5
         WriterConfig::for_sqlite(),
         IntakeMetrics::new(),
     );
-    let intake = Intake::new(catalogue, sealer(), writer, IntakeMetrics::new());
+    let intake = Intake::new(
+        test.store.clone(),
+        catalogue,
+        sealer(),
+        writer,
+        IntakeMetrics::new(),
+    );
     let client = HttpClient::new(serve_http(public_router(intake, FormRateLimit::default())).await);
 
     let page = client.get("/forms/contact?service=missed-bins").await;

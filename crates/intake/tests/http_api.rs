@@ -1,6 +1,7 @@
 //! `POST /v1/contacts` over a real server on 127.0.0.1:0: malformed and invalid
 //! bodies are refused as problems naming the field, nothing of them stored;
-//! idempotent replays answer the same 201.
+//! idempotent replays answer the same 201; the `Location` it answers serves
+//! the contact's receipt.
 
 mod common;
 
@@ -245,6 +246,46 @@ async fn created_then_replayed_then_refused_for_another_body() {
 
     assert_eq!(test.store.contact_count().await.expect("count"), 1);
     assert_eq!(test.store.unsent_outbox_count().await.expect("count"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_location_of_a_created_contact_serves_its_receipt() {
+    let (client, _test, _) = start().await;
+    let created = client.post_json("/v1/contacts", &[], &valid_body()).await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let location = created.header("location").expect("location").to_owned();
+
+    let receipt = client.get(&location).await;
+    assert_eq!(receipt.status, 200, "{}", receipt.text());
+    let body = receipt.json();
+    assert_eq!(body["contactId"], created.json()["contactId"]);
+    assert_eq!(body["reference"], created.json()["reference"]);
+    assert_eq!(body["channel"], "CHANNEL_PHONE");
+    assert_eq!(body["service"], valid_body()["service"]);
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(body["receivedAt"].as_str().expect("receivedAt")).is_ok(),
+        "{body}"
+    );
+    let text = receipt.text();
+    let customer = valid_body()["customer"].clone();
+    for personal in [&customer["name"], &customer["phone"]] {
+        let personal = personal
+            .as_str()
+            .expect("the test request names and phones its resident");
+        assert!(
+            !text.contains(personal),
+            "the receipt holds no personal data: {text}"
+        );
+    }
+
+    let unknown = client
+        .get("/v1/contacts/0190f0e2-5a3b-7c4d-8e9f-0a1b2c3d4e5f")
+        .await;
+    assert_eq!(unknown.status, 404, "{}", unknown.text());
+    assert_eq!(unknown.header("content-type"), Some("application/problem+json"));
+    let malformed = client.get("/v1/contacts/SB-not-an-id").await;
+    assert_eq!(malformed.status, 400, "{}", malformed.text());
+    assert_eq!(malformed.problem_fields(), vec!["contactId"]);
 }
 
 /// A key hashes alike over gRPC and JSON: a client may retry on either.

@@ -30,8 +30,13 @@ async fn an_accepted_contact_reaches_the_bus_and_leaves_the_outbox() {
         WriterConfig::default(),
         switchboard_intake::IntakeMetrics::new(),
     );
-    let intake =
-        switchboard_intake::Intake::new(common::catalogue(), sealer.clone(), writer, Default::default());
+    let intake = switchboard_intake::Intake::new(
+        test.store.clone(),
+        common::catalogue(),
+        sealer.clone(),
+        writer,
+        Default::default(),
+    );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let relay = tokio::spawn(
         OutboxRelay::new(test.store.clone(), bus.clone(), wake).run(async {

@@ -634,6 +634,7 @@ impl Policy {
             // Intake.
             .allow("/switchboard.v1.IntakeService/SubmitContact", CONTACT_SUBMITTERS)
             .allow("/v1/contacts", CONTACT_SUBMITTERS)
+            .allow("/v1/contacts/{contact_id}", CONTACT_SUBMITTERS)
             // Cases: residents' records, for the staff who serve them.
             .allow("/switchboard.v1.CaseService/GetContact", CONTACT_HANDLERS)
             .allow("/switchboard.v1.CaseService/GetCase", CONTACT_HANDLERS)
@@ -1074,6 +1075,10 @@ mod tests {
                 "/v1/contacts",
                 &[Role::IntakeClient, Role::Agent, Role::Supervisor],
             ),
+            (
+                "/v1/contacts/0190f0e2-5a3b-7c4d-8e9f-0a1b2c3d4e5f",
+                &[Role::IntakeClient, Role::Agent, Role::Supervisor],
+            ),
         ];
         for (path, roles) in expected {
             assert!(!policy.is_public(path));
@@ -1094,7 +1099,7 @@ mod tests {
         for path in [
             "/",
             "/admin",
-            "/v1/contacts/extra",
+            "/v1/contacts/extra/more",
             "/healthz/x",
             "/forms/../v1/contacts",
             "/forms/./x",

@@ -290,7 +290,10 @@ impl Settings {
             }
             figment = figment.merge(Toml::file_exact(file));
         }
-        Ok(figment.merge(environment()).merge(flags))
+        Ok(figment
+            .merge(opentelemetry_environment())
+            .merge(environment())
+            .merge(flags))
     }
 
     /// Extracts and validates settings from already layered sources.
@@ -321,6 +324,17 @@ fn environment() -> Env {
         ENV_KEYS.contains(&top_level.as_str())
     })
 }
+
+/// OpenTelemetry's standard `OTEL_EXPORTER_OTLP_ENDPOINT`, as `otlp_endpoint`
+/// (it wins over the config file; `SWITCHBOARD_OTLP_ENDPOINT` wins over it).
+fn opentelemetry_environment() -> Env {
+    Env::raw()
+        .only(&[OTEL_ENDPOINT_ENV])
+        .map(|_| "otlp_endpoint".into())
+}
+
+/// OpenTelemetry's own variable for the collector's address.
+pub const OTEL_ENDPOINT_ENV: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 
 /// Settings as the layers hold them, before validation.
 #[derive(Debug, Deserialize)]
@@ -698,6 +712,24 @@ mod tests {
             assert_eq!(settings.grpc_max_message_bytes, DEFAULT_GRPC_MAX_MESSAGE_BYTES);
             assert!(!settings.auth.is_configured());
             assert!(settings.event_keys.is_empty());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_standard_otlp_variable_is_read_and_ours_wins_over_it() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.set_env(OTEL_ENDPOINT_ENV, "http://collector:4317");
+            let settings = Settings::load(None, Options::default()).expect("valid");
+            assert_eq!(settings.otlp_endpoint.as_deref(), Some("http://collector:4317"));
+            jail.set_env("SWITCHBOARD_OTLP_ENDPOINT", "http://ours:4317");
+            let settings = Settings::load(None, Options::default()).expect("valid");
+            assert_eq!(settings.otlp_endpoint.as_deref(), Some("http://ours:4317"));
+            jail.clear_env();
+            jail.set_env(OTEL_ENDPOINT_ENV, "collector:4317");
+            let error = Settings::load(None, Options::default()).expect_err("no scheme");
+            assert!(error.to_string().contains("otlp_endpoint"), "{error}");
             Ok(())
         });
     }

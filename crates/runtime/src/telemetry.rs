@@ -1,8 +1,9 @@
 //! Logs and traces.
 //!
-//! [`init`] installs one `tracing` subscriber: an env filter
-//! (`SWITCHBOARD_LOG`, else `RUST_LOG`, else `info`), text or JSON lines, and
-//! an OpenTelemetry layer. The OpenTelemetry layer is always there, so every
+//! [`init`] installs one `tracing` subscriber: text or JSON log lines,
+//! filtered by `SWITCHBOARD_LOG` (else `RUST_LOG`, else `info`), and an
+//! OpenTelemetry layer that takes every span at `info` and above whatever the
+//! log filter says. The OpenTelemetry layer is always there, so every
 //! span has a trace id and the W3C `traceparent` flows through gRPC metadata
 //! and AMQP headers in every mode; spans are *exported* (OTLP over gRPC) only
 //! when an endpoint is configured.
@@ -28,7 +29,9 @@ use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tower::{Layer, Service};
 use tracing::{Instrument as _, Subscriber, field::Empty};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-use tracing_subscriber::{EnvFilter, layer::SubscriberExt as _, util::SubscriberInitExt as _};
+use tracing_subscriber::{
+    EnvFilter, Layer as _, filter::LevelFilter, layer::SubscriberExt as _, util::SubscriberInitExt as _,
+};
 
 use crate::{
     auth::{Policy, is_grpc},
@@ -149,12 +152,24 @@ pub fn subscriber(
     config: &TelemetryConfig,
     provider: &SdkTracerProvider,
 ) -> RuntimeResult<Box<dyn Subscriber + Send + Sync>> {
-    let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer(config.service_name.clone()));
-    let base = tracing_subscriber::registry().with(env_filter()?).with(otel);
-    Ok(match config.log_format {
-        LogFormat::Text => Box::new(base.with(tracing_subscriber::fmt::layer())),
-        LogFormat::Json => Box::new(base.with(tracing_subscriber::fmt::layer().json().flatten_event(true))),
-    })
+    // The log filter applies to the logs only: turning logs down to `warn`
+    // must not turn tracing off, or traces would lose their spans and
+    // `traceparent` would stop flowing between services.
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer(config.service_name.clone()))
+        .with_filter(LevelFilter::INFO);
+    let logs = match config.log_format {
+        LogFormat::Text => tracing_subscriber::fmt::layer().boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .boxed(),
+    };
+    Ok(Box::new(
+        tracing_subscriber::registry()
+            .with(otel)
+            .with(logs.with_filter(env_filter()?)),
+    ))
 }
 
 fn env_filter() -> RuntimeResult<EnvFilter> {

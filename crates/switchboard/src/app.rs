@@ -43,6 +43,15 @@ impl Services {
     fn cases(self) -> bool {
         matches!(self, Services::All | Services::Cases)
     }
+
+    /// `service.name` on the spans this process exports.
+    pub fn telemetry_name(self) -> &'static str {
+        match self {
+            Services::All => "switchboard",
+            Services::Intake => "switchboard-intake",
+            Services::Cases => "switchboard-cases",
+        }
+    }
 }
 
 /// Everything [`start`] needs besides its listeners.
@@ -129,7 +138,7 @@ pub async fn connect_bus(settings: &Settings, topology: Topology) -> anyhow::Res
                 .await
                 .context("cannot connect to RabbitMQ")?,
         ),
-        None => Arc::new(InProcessBus::new(topology)),
+        None => Arc::new(InProcessBus::confirming_when_settled(topology)),
     })
 }
 

@@ -362,6 +362,9 @@ async fn raw_rabbitmq(amqp_url: &str, messages: usize) -> anyhow::Result<f64> {
     if received != messages {
         bail!("the raw consumer received {received} of {messages} messages");
     }
+    // The consumer goes first: deleting a queue under a live consumer makes
+    // the broker cancel it, which the client does not expect mid-close.
+    consumer_channel.close(200, "bench done".into()).await?;
     publisher
         .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
         .await?;

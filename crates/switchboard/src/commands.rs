@@ -45,7 +45,7 @@ pub async fn serve(global: &GlobalOptions, service: ServiceName) -> anyhow::Resu
 
 async fn run(global: &GlobalOptions, services: Services) -> anyhow::Result<()> {
     let mut settings = settings(global)?;
-    let _telemetry = telemetry::init(&settings.telemetry("switchboard"))?;
+    let _telemetry = telemetry::init(&settings.telemetry(services.telemetry_name()))?;
     if services != Services::All && (settings.database_url.is_none() || settings.amqp_url.is_none()) {
         bail!(
             "`serve` runs one service per process against PostgreSQL and RabbitMQ: set --database-url \
