@@ -8,33 +8,35 @@ use secrecy::ExposeSecret;
 use switchboard_bus::Topology;
 use switchboard_runtime::{DevCredentials, Role, testing};
 use switchboard_tests::{
-    Bearer, CasesClient, IntakeClient, process::ServiceProcess, proxy::TcpProxy, submit_workload,
-    verify_case_store, workload::Workload,
+    CasesClient, IntakeClient, cases_client_at, dev_token, intake_client_at, process::ServiceProcess,
+    proxy::TcpProxy, submit_workload, verify_case_store, workload::Workload,
 };
-use tonic::transport::Channel;
 
 async fn intake_client(address: SocketAddr, key: &str) -> IntakeClient {
-    let channel = Channel::from_shared(format!("http://{address}"))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("intake");
-    switchboard_proto::v1::intake_service_client::IntakeServiceClient::with_interceptor(
-        channel,
-        Bearer::new(key),
-    )
+    intake_client_at(address, key).await.expect("intake")
 }
 
 async fn cases_client(address: SocketAddr, token: &str) -> CasesClient {
-    let channel = Channel::from_shared(format!("http://{address}"))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("cases");
-    switchboard_proto::v1::case_service_client::CaseServiceClient::with_interceptor(
-        channel,
-        Bearer::new(token),
-    )
+    cases_client_at(address, token).await.expect("cases")
+}
+
+type Submitter = tokio::task::JoinHandle<anyhow::Result<Vec<(String, String)>>>;
+
+/// Submits the whole workload over gRPC on a task of its own.
+async fn start_submitting(intake: SocketAddr, key: &str, workload: &Arc<Workload>) -> Submitter {
+    let client = intake_client(intake, key).await;
+    let workload = workload.clone();
+    tokio::spawn(async move { submit_workload(&client, None, &workload).await })
+}
+
+/// Gives the submitter time to get going, and makes sure it has not finished:
+/// a kill after the last contact would prove nothing.
+async fn wait_until_mid_stream(submitter: &Submitter) {
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        !submitter.is_finished(),
+        "the kill must land mid-stream; submit more contacts"
+    );
 }
 
 /// Messages waiting in a RabbitMQ queue, asked passively (the queue must exist).
@@ -111,26 +113,14 @@ async fn case_store_killed_mid_stream_stores_every_contact_exactly_once() {
     // The processes share the data dir, and so its development credentials.
     let credentials = DevCredentials::load_or_create(data_dir.path()).expect("credentials");
     let key = credentials.intake_key.expose_secret().to_owned();
-    let agent = credentials
-        .token(Role::Agent)
-        .expect("agent token")
-        .expose_secret()
-        .to_owned();
+    let agent = dev_token(&credentials, Role::Agent);
 
     let workload = Arc::new(Workload::new(0, 400, 2_000));
-    let intake_grpc = intake_client(intake.grpc_addr, &key).await;
-    let submitter = {
-        let workload = workload.clone();
-        tokio::spawn(async move { submit_workload(&intake_grpc, None, &workload).await })
-    };
+    let submitter = start_submitting(intake.grpc_addr, &key, &workload).await;
 
     // Kill the case store while contacts are flowing, keep it down a moment,
     // then start a new one.
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(
-        !submitter.is_finished(),
-        "the kill must land mid-stream; submit more contacts"
-    );
+    wait_until_mid_stream(&submitter).await;
     cases.kill().await.expect("SIGKILL");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let cases = ServiceProcess::start("cases", &environment)
@@ -173,25 +163,13 @@ async fn embedded_system_killed_mid_stream_loses_no_accepted_contact() {
     let system = ServiceProcess::up(&environment).await.expect("up starts");
     let credentials = DevCredentials::load_or_create(data_dir.path()).expect("credentials");
     let key = credentials.intake_key.expose_secret().to_owned();
-    let agent = credentials
-        .token(Role::Agent)
-        .expect("agent token")
-        .expose_secret()
-        .to_owned();
+    let agent = dev_token(&credentials, Role::Agent);
 
     let workload = Arc::new(Workload::new(400, 400, 3_000));
-    let intake_grpc = intake_client(system.grpc_addr, &key).await;
-    let submitter = {
-        let workload = workload.clone();
-        tokio::spawn(async move { submit_workload(&intake_grpc, None, &workload).await })
-    };
+    let submitter = start_submitting(system.grpc_addr, &key, &workload).await;
     // Everything in one process goes at once: contacts accepted (committed
     // in intake's SQLite file) whose events were still in memory die with it.
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(
-        !submitter.is_finished(),
-        "the kill must land mid-stream; submit more contacts"
-    );
+    wait_until_mid_stream(&submitter).await;
     system.kill().await.expect("SIGKILL");
     let cut_short = submitter.await.expect("submitter");
     assert!(cut_short.is_err(), "submissions fail while the system is down");

@@ -21,9 +21,12 @@ use secrecy::ExposeSecret;
 use switchboard_bus::Topology;
 use switchboard_proto::v1::Channel;
 use switchboard_runtime::{DevCredentials, Role, testing};
-use switchboard_tests::{Bearer, Resident, process::ServiceProcess, wait_for_contact, workload::request_for};
+use switchboard_tests::{
+    Resident, cases_client_at, dev_token, intake_client_at, process::ServiceProcess, wait_for_contact,
+    workload::request_for,
+};
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::{Request, Response, Status, transport::Channel as GrpcChannel};
+use tonic::{Request, Response, Status};
 
 /// A span as exported, with the `service.name` of the process that sent it.
 #[derive(Clone, Debug)]
@@ -135,15 +138,9 @@ async fn one_trace_covers_a_contact_from_the_caller_to_its_case() {
         .try_into()
         .expect("eight bytes");
     let traceparent = format!("00-{}-{}-01", hex(&trace_id), hex(&caller_span_id));
-    let channel = GrpcChannel::from_shared(format!("http://{}", intake.grpc_addr))
-        .expect("uri")
-        .connect()
+    let mut client = intake_client_at(intake.grpc_addr, credentials.intake_key.expose_secret())
         .await
         .expect("intake");
-    let mut client = switchboard_proto::v1::intake_service_client::IntakeServiceClient::with_interceptor(
-        channel,
-        Bearer::new(credentials.intake_key.expose_secret()),
-    );
     let mut request = Request::new(request_for(&Resident::new(42), "council-tax", Channel::Phone, 1));
     request
         .metadata_mut()
@@ -154,16 +151,9 @@ async fn one_trace_covers_a_contact_from_the_caller_to_its_case() {
         .expect("accepted")
         .into_inner();
 
-    let channel = GrpcChannel::from_shared(format!("http://{}", cases.grpc_addr))
-        .expect("uri")
-        .connect()
+    let mut cases_client = cases_client_at(cases.grpc_addr, &dev_token(&credentials, Role::Agent))
         .await
         .expect("cases");
-    let agent = credentials.token(Role::Agent).expect("agent token");
-    let mut cases_client = switchboard_proto::v1::case_service_client::CaseServiceClient::with_interceptor(
-        channel,
-        Bearer::new(agent.expose_secret()),
-    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     wait_for_contact(&mut cases_client, &accepted.contact_id, deadline)
         .await

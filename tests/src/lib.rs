@@ -68,6 +68,30 @@ impl Interceptor for Bearer {
 pub type IntakeClient = IntakeServiceClient<InterceptedService<Channel, Bearer>>;
 pub type CasesClient = CaseServiceClient<InterceptedService<Channel, Bearer>>;
 
+/// An intake client for the gRPC server at `address`, sending `key`.
+pub async fn intake_client_at(address: SocketAddr, key: &str) -> anyhow::Result<IntakeClient> {
+    let channel = Channel::from_shared(format!("http://{address}"))?
+        .connect()
+        .await?;
+    Ok(IntakeServiceClient::with_interceptor(channel, Bearer::new(key)))
+}
+
+/// A case store client for the gRPC server at `address`, sending `token`.
+pub async fn cases_client_at(address: SocketAddr, token: &str) -> anyhow::Result<CasesClient> {
+    let channel = Channel::from_shared(format!("http://{address}"))?
+        .connect()
+        .await?;
+    Ok(CaseServiceClient::with_interceptor(channel, Bearer::new(token)))
+}
+
+/// The development credentials' token for `role`, as sent.
+pub fn dev_token(credentials: &DevCredentials, role: Role) -> String {
+    credentials
+        .token(role)
+        .map(|token| token.expose_secret().to_owned())
+        .unwrap_or_default()
+}
+
 /// Which mode a [`TestSystem`] runs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -185,30 +209,15 @@ impl TestSystem {
     }
 
     pub fn token(&self, role: Role) -> String {
-        self.credentials
-            .token(role)
-            .map(|token| token.expose_secret().to_owned())
-            .unwrap_or_default()
+        dev_token(&self.credentials, role)
     }
 
     pub async fn intake_client(&self) -> anyhow::Result<IntakeClient> {
-        let channel = Channel::from_shared(format!("http://{}", self.intake_grpc))?
-            .connect()
-            .await?;
-        Ok(IntakeServiceClient::with_interceptor(
-            channel,
-            Bearer::new(&self.intake_key()),
-        ))
+        intake_client_at(self.intake_grpc, &self.intake_key()).await
     }
 
     pub async fn cases_client(&self) -> anyhow::Result<CasesClient> {
-        let channel = Channel::from_shared(format!("http://{}", self.cases_grpc))?
-            .connect()
-            .await?;
-        Ok(CaseServiceClient::with_interceptor(
-            channel,
-            Bearer::new(&self.token(Role::Agent)),
-        ))
+        cases_client_at(self.cases_grpc, &self.token(Role::Agent)).await
     }
 
     /// Intake's HTTP API with the intake key.

@@ -165,11 +165,17 @@ fn arrival(rng: &mut Rng, id: u128) -> Command {
         contact: ContactId(id),
         channel,
         destination: Destination::Service(format!("svc-{service:02}")),
-        needs: Needs {
-            british_sign_language: rng.chance(2),
-            language: rng.chance(3).then(|| "pl".to_owned()),
-            vulnerable: rng.chance(5),
-            ..Needs::default()
+        needs: {
+            let british_sign_language = rng.chance(2);
+            let language = rng.chance(3).then(|| "pl".to_owned());
+            let vulnerable = rng.chance(5);
+            Needs {
+                british_sign_language,
+                language,
+                vulnerable,
+                vulnerability_consent: vulnerable,
+                ..Needs::default()
+            }
         },
         office: None,
     }

@@ -115,6 +115,11 @@ pub struct Engine {
     out: Vec<Decision>,
 }
 
+/// A vulnerability counts only when recorded with the resident's consent.
+fn consented_vulnerability(needs: &Needs) -> bool {
+    needs.vulnerable && needs.vulnerability_consent
+}
+
 fn to_time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
@@ -360,7 +365,7 @@ impl Engine {
             channel,
             queue: queue_index,
             needs_reqs,
-            vulnerable: needs.vulnerable,
+            vulnerable: consented_vulnerability(needs),
             needs_boost,
             sig: 0,
             arrived: self.now,
@@ -418,7 +423,7 @@ impl Engine {
             (needs.hearing_loop, &policy.hearing_loop),
             (needs.assisted_digital, &policy.assisted_digital),
             (needs.wheelchair_access, &policy.wheelchair_access),
-            (needs.vulnerable, &policy.vulnerable),
+            (consented_vulnerability(needs), &policy.vulnerable),
         ];
         for (flag, rule) in flags {
             if !flag {

@@ -72,36 +72,9 @@ pub struct AgentProfile {
     pub web_capacity: u8,
 }
 
-/// What the resident needs from us, as flags: the routing view of
-/// `switchboard_domain::Needs`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Needs {
-    /// Lowercase BCP 47 tag, e.g. `pl`, `cy`.
-    pub language: Option<String>,
-    pub british_sign_language: bool,
-    pub interpreter: bool,
-    pub large_print: bool,
-    pub hearing_loop: bool,
-    pub assisted_digital: bool,
-    pub wheelchair_access: bool,
-    /// Only set with the resident's consent.
-    pub vulnerable: bool,
-}
-
-impl From<&switchboard_domain::Needs> for Needs {
-    fn from(needs: &switchboard_domain::Needs) -> Self {
-        Needs {
-            language: needs.language.clone(),
-            british_sign_language: needs.british_sign_language,
-            interpreter: needs.interpreter,
-            large_print: needs.large_print,
-            hearing_loop: needs.hearing_loop,
-            assisted_digital: needs.assisted_digital,
-            wheelchair_access: needs.wheelchair_access,
-            vulnerable: needs.vulnerable && needs.vulnerability_consent,
-        }
-    }
-}
+/// What the resident needs from us: the domain's own record of it. Routing
+/// reads a vulnerability only when it came with the resident's consent.
+pub use switchboard_domain::Needs;
 
 /// Where a contact should go on arrival.
 #[derive(Debug, Clone, PartialEq, Eq)]

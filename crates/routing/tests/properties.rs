@@ -347,6 +347,7 @@ fn command_for(op: &Op, record: &mut Record, next_contact: &mut u128) -> Option<
                 british_sign_language: *bsl,
                 language: polish.then(|| "pl".to_owned()),
                 vulnerable: *vulnerable,
+                vulnerability_consent: *vulnerable,
                 ..Needs::default()
             };
             Command::ContactArrived {
@@ -631,7 +632,7 @@ proptest! {
                 contact: ContactId(id),
                 channel: Channel::Phone,
                 destination: Destination::Service(services[*queue].to_owned()),
-                needs: Needs { vulnerable: *vulnerable, ..Needs::default() },
+                needs: Needs { vulnerable: *vulnerable, vulnerability_consent: *vulnerable, ..Needs::default() },
                 office: None,
             }).expect("arrive");
             track(&decisions, &mut waiting, now.timestamp_millis(), &mut current)?;

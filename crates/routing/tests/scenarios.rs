@@ -336,6 +336,7 @@ fn a_rejected_offer_goes_back_to_the_front_and_not_to_the_same_agent() {
     // A higher-priority contact arrives later (vulnerable).
     let vulnerable = Needs {
         vulnerable: true,
+        vulnerability_consent: true,
         ..Needs::default()
     };
     arrive(&mut engine, at(2), 11, Channel::Phone, "council-tax", vulnerable);
@@ -659,6 +660,7 @@ fn vulnerability_raises_priority_and_can_require_a_skill() {
     phone(&mut engine, at(2), 11, "council-tax");
     let vulnerable = Needs {
         vulnerable: true,
+        vulnerability_consent: true,
         ..Needs::default()
     };
     arrive(
