@@ -7,9 +7,10 @@ export SWITCHBOARD_TEST_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/%2f
 
 .PHONY: run test lint fmt bench services build
 
-## run: the whole system in one process, embedded (SQLite + in-process bus), nothing else to install
+## run: the whole system in one process, embedded (SQLite + in-process bus), nothing else to install,
+## with the demo residents and contacts of seeds/demo.toml (stored once, however often it starts)
 run:
-	$(CARGO) run --release --bin switchboard -- up
+	$(CARGO) run --release --bin switchboard -- up --demo
 
 build:
 	$(CARGO) build --workspace --all-targets

@@ -146,6 +146,7 @@ async fn start_services(
         topology: topology.clone(),
         catalogue: Arc::new(app::load_catalogue(None)?),
         bus: None,
+        demo: Vec::new(),
     };
     let grpc = TcpListener::bind("127.0.0.1:0").await?;
     let http = TcpListener::bind("127.0.0.1:0").await?;

@@ -6,6 +6,9 @@
 //! else SQLite files and the in-process bus), starts the chosen services on one
 //! gRPC and one HTTP server, and returns a [`Running`] handle.
 //!
+//! With demo contacts in the [`Launch`], a process that runs intake submits
+//! them through it once everything is started ([`crate::demo::submit_all`]).
+//!
 //! Shutdown runs in the order that loses nothing: the servers stop taking new
 //! calls and finish those in flight; intake's writer commits what it had
 //! queued; the outbox relays and the consumer finish their round. What is still
@@ -24,8 +27,15 @@ use switchboard_intake::{
     FormRateLimit, Intake, IntakeGrpc, IntakeMetrics, IntakeStore, PgIntakeStore, SqliteIntakeStore,
     WriterConfig, api_router, public_router,
 };
+use switchboard_proto::v1::SubmitContactRequest;
 use switchboard_runtime::{GrpcServer, Health, Metrics, ServerLayers, Settings, Shutdown, http};
-use tokio::{net::TcpListener, sync::Notify, task::JoinSet};
+use tokio::{
+    net::TcpListener,
+    sync::Notify,
+    task::{JoinHandle, JoinSet},
+};
+
+use crate::demo::{self, DemoLoaded};
 
 /// Which services one process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +77,10 @@ pub struct Launch {
     /// Shared by every service in the process, so the embedded mode has one
     /// bus. `None`: built from the settings.
     pub bus: Option<Arc<dyn Bus>>,
+    /// Demo contacts (`switchboard up --demo`), already validated, submitted
+    /// through intake after start-up. Empty for none; ignored by a process
+    /// that does not run intake.
+    pub demo: Vec<SubmitContactRequest>,
 }
 
 /// A started system.
@@ -77,7 +91,11 @@ pub struct Running {
     pub bus: Arc<dyn Bus>,
     tasks: JoinSet<anyhow::Result<()>>,
     /// Intake's group-commit writer, awaited after the servers have stopped.
-    intake_writer: Option<tokio::task::JoinHandle<()>>,
+    intake_writer: Option<JoinHandle<()>>,
+    /// Submitting the demo contacts. Not in `tasks`: a demo contact intake
+    /// refuses is logged, it does not stop the system. It holds an `Intake`,
+    /// so it must end before the writer can.
+    demo_loading: Option<JoinHandle<DemoLoaded>>,
 }
 
 impl std::fmt::Debug for Running {
@@ -104,10 +122,25 @@ impl Running {
                 first_error.get_or_insert(error);
             }
         }
+        // It stops at the shutdown signal; its last submission is committed
+        // by the writer below.
+        if let Some(loading) = self.demo_loading.take() {
+            loading.await.context("demo loading panicked")?;
+        }
         if let Some(writer) = self.intake_writer.take() {
             writer.await.context("intake writer panicked")?;
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Waits until the demo contacts have been submitted and says what that
+    /// did; `None` when this process loads none (no demo data, or no intake),
+    /// or when it has already been asked.
+    pub async fn demo_loaded(&mut self) -> anyhow::Result<Option<DemoLoaded>> {
+        match self.demo_loading.take() {
+            Some(loading) => Ok(Some(loading.await.context("demo loading panicked")?)),
+            None => Ok(None),
+        }
     }
 
     /// Stops the system and waits until it has.
@@ -164,6 +197,7 @@ pub async fn start(
         topology,
         catalogue,
         bus,
+        demo,
     } = launch;
     let grpc_addr = grpc_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
@@ -193,6 +227,7 @@ pub async fn start(
     let mut grpc = GrpcServer::new(&health, &layers, settings.grpc_max_message_bytes)?;
     let mut http_routes = axum::Router::new();
     let mut intake_writer = None;
+    let mut demo_intake = None;
 
     if services.intake() {
         let wake = Arc::new(Notify::new());
@@ -242,6 +277,9 @@ pub async fn start(
             Ok(())
         });
         health.track_grpc_service("switchboard.v1.IntakeService").await;
+        if !demo.is_empty() {
+            demo_intake = Some(intake.clone());
+        }
         grpc = grpc.add_service(IntakeGrpc::new(intake.clone()).into_server());
         http_routes = http_routes
             .merge(api_router(intake.clone()))
@@ -301,6 +339,10 @@ pub async fn start(
             .await
             .context("grpc server")
     });
+    // Last, once everything above is running; on its own task so start-up
+    // does not wait for it.
+    let demo_loading =
+        demo_intake.map(|intake| tokio::spawn(demo::submit_all(intake, demo, shutdown.clone())));
 
     Ok(Running {
         grpc_addr,
@@ -309,6 +351,7 @@ pub async fn start(
         bus,
         tasks,
         intake_writer,
+        demo_loading,
     })
 }
 

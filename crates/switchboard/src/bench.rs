@@ -145,6 +145,7 @@ async fn measure(
             topology: topology.clone(),
             catalogue: catalogue.clone(),
             bus: None,
+            demo: Vec::new(),
         };
         async move {
             let grpc = TcpListener::bind("127.0.0.1:0").await?;

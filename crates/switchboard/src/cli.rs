@@ -39,13 +39,27 @@ pub struct GlobalOptions {
     /// RabbitMQ URL; without it `up` uses the in-process bus.
     #[arg(long, env = "SWITCHBOARD_AMQP_URL", global = true, hide_env_values = true)]
     pub amqp_url: Option<String>,
-    /// Folder with services.toml and offices.toml; without it the built-in seeds.
+    /// Folder with services.toml, offices.toml and (optionally) demo.toml;
+    /// without it the built-in seeds.
     #[arg(long, env = "SWITCHBOARD_SEEDS_DIR", global = true)]
     pub seeds_dir: Option<PathBuf>,
     /// Prefix for exchange and queue names, so several installations (or test
     /// runs) can share one RabbitMQ virtual host.
     #[arg(long, env = "SWITCHBOARD_AMQP_PREFIX", global = true, default_value = "")]
     pub amqp_prefix: String,
+    /// `up` only: submit the demo residents' contacts (demo.toml from the
+    /// seeds) through intake at start. Each has a fixed idempotency key, so
+    /// starting again stores nothing twice.
+    // Declared with the global options, as `Command::Up` has no arguments of
+    // its own; `serve` refuses it rather than ignoring it.
+    // Boolish, so SWITCHBOARD_DEMO=1 (or yes, on) works as people write it.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_DEMO",
+        global = true,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub demo: bool,
 }
 
 #[derive(Debug, Subcommand)]

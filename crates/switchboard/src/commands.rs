@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use crate::{
     app::{self, Launch, Services},
     cli::{GlobalOptions, ServiceName},
+    demo,
 };
 
 /// Settings from every layer, the flags on top.
@@ -46,6 +47,11 @@ pub async fn serve(global: &GlobalOptions, service: ServiceName) -> anyhow::Resu
 async fn run(global: &GlobalOptions, services: Services) -> anyhow::Result<()> {
     let mut settings = settings(global)?;
     let _telemetry = telemetry::init(&settings.telemetry(services.telemetry_name()))?;
+    if global.demo && services != Services::All {
+        bail!(
+            "demo: demo data is loaded by `switchboard up` only; unset --demo (SWITCHBOARD_DEMO) for `serve`"
+        );
+    }
     if services != Services::All && (settings.database_url.is_none() || settings.amqp_url.is_none()) {
         bail!(
             "`serve` runs one service per process against PostgreSQL and RabbitMQ: set --database-url \
@@ -54,6 +60,14 @@ async fn run(global: &GlobalOptions, services: Services) -> anyhow::Result<()> {
     }
     let dev_credentials = DevCredentials::apply_if_unconfigured(&mut settings)?;
     let catalogue = Arc::new(app::load_catalogue(settings.seeds_dir.as_deref())?);
+    // Read and validated before anything starts, so a mistake in demo.toml
+    // stops start-up with the contact and field named.
+    let demo = if global.demo {
+        demo::load(settings.seeds_dir.as_deref(), &catalogue)?
+    } else {
+        Vec::new()
+    };
+    let demo_contacts = demo.len();
     let grpc_listener = bind(settings.grpc_addr, "grpc_addr").await?;
     let http_listener = bind(settings.http_addr, "http_addr").await?;
     let shutdown = Shutdown::on_signals();
@@ -63,9 +77,10 @@ async fn run(global: &GlobalOptions, services: Services) -> anyhow::Result<()> {
         topology: Topology::new(&global.amqp_prefix),
         catalogue,
         bus: None,
+        demo,
     };
     let running = app::start(launch, grpc_listener, http_listener, shutdown).await?;
-    print_welcome(&settings, &running, dev_credentials.as_ref());
+    print_welcome(&settings, &running, dev_credentials.as_ref(), demo_contacts);
     running.wait().await
 }
 
@@ -75,7 +90,12 @@ async fn bind(address: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("{key}: cannot listen on {address}"))
 }
 
-fn print_welcome(settings: &Settings, running: &app::Running, dev: Option<&DevCredentials>) {
+fn print_welcome(
+    settings: &Settings,
+    running: &app::Running,
+    dev: Option<&DevCredentials>,
+    demo_contacts: usize,
+) {
     let mode = match (&settings.database_url, &settings.amqp_url) {
         (None, None) => format!(
             "embedded (SQLite and in-process bus in {})",
@@ -94,6 +114,12 @@ fn print_welcome(settings: &Settings, running: &app::Running, dev: Option<&DevCr
         "  HTTP  http://{}  (POST /v1/contacts, /forms/contact, /healthz, /readyz, /metrics)",
         running.http_addr
     );
+    if demo_contacts > 0 {
+        eprintln!(
+            "demo data: {demo_contacts} contacts from fictional residents, submitted through intake now \
+             (already stored ones are not stored again)"
+        );
+    }
     if let Some(dev) = dev {
         eprintln!("development credentials: {}", dev.env_path.display());
         eprintln!(

@@ -6,6 +6,8 @@
 //!   one gRPC and one HTTP server, shuts them down in order.
 //! - [`commands`]: `up`, `serve`, `migrate`: settings, credentials, telemetry,
 //!   listeners, then [`app::start`].
+//! - [`demo`]: demo residents' contacts from `seeds/demo.toml`, validated at
+//!   load and submitted through intake by `up --demo`.
 //! - [`submit`]: the command-line intake client.
 //! - [`bench`]: throughput beside raw PostgreSQL and RabbitMQ, in one run.
 
@@ -13,4 +15,5 @@ pub mod app;
 pub mod bench;
 pub mod cli;
 pub mod commands;
+pub mod demo;
 pub mod submit;
