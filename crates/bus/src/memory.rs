@@ -160,6 +160,7 @@ struct StreamEntry {
 impl InProcessBus {
     /// A bus with the topology's exchange, dead-letter exchange and queue, and
     /// the analytics stream, as `RabbitBus::connect` declares them.
+    ///
     /// A confirm means "enqueued", as on RabbitMQ.
     pub fn new(topology: Topology) -> Self {
         InProcessBus::build(topology, DEFAULT_STREAM_MEMORY_CAP, Confirm::Enqueued)
