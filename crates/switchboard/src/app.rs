@@ -28,6 +28,7 @@ use switchboard_intake::{
     WriterConfig, api_router, public_router,
 };
 use switchboard_proto::v1::SubmitContactRequest;
+use switchboard_routing::RoutingConfig;
 use switchboard_runtime::{GrpcServer, Health, Metrics, ServerLayers, Settings, Shutdown, http};
 use tokio::{
     net::TcpListener,
@@ -161,6 +162,37 @@ pub fn load_catalogue(seeds_dir: Option<&Path>) -> anyhow::Result<Catalogue> {
     };
     Catalogue::from_toml(&read("services.toml")?, &read("offices.toml")?)
         .with_context(|| format!("invalid seeds in {}", dir.display()))
+}
+
+/// The routing configuration from `seeds_dir` (its `routing.toml`; `None`
+/// when it has none) or the one built into the binary, validated and checked
+/// against `catalogue`: every queue's services exist and are offered on its
+/// channel. Checked at every start, so a mistake in a council's routing is
+/// named (file and key) the first time it is deployed.
+pub fn load_routing(
+    seeds_dir: Option<&Path>,
+    catalogue: &Catalogue,
+) -> anyhow::Result<Option<RoutingConfig>> {
+    let (file, config) = match seeds_dir {
+        None => (
+            "seeds/routing.toml (built in)".to_owned(),
+            RoutingConfig::embedded(),
+        ),
+        Some(dir) => {
+            let path = dir.join("routing.toml");
+            if !path.is_file() {
+                return Ok(None);
+            }
+            let text =
+                std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            (path.display().to_string(), RoutingConfig::parse(&text))
+        }
+    };
+    let config = config.with_context(|| format!("invalid routing configuration in {file}"))?;
+    config
+        .check_catalogue(catalogue)
+        .with_context(|| format!("{file} does not match the service catalogue"))?;
+    Ok(Some(config))
 }
 
 /// The bus the settings ask for.
@@ -360,4 +392,58 @@ fn add_store_check<S: IntakeStore>(health: &Health, name: &str, store: Arc<S>) {
         let store = store.clone();
         async move { store.ping().await }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A seeds dir holding the repo's services and offices, and `routing`
+    /// as its routing.toml when given.
+    fn seeds_dir(routing: Option<&str>) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../seeds");
+        for name in ["services.toml", "offices.toml"] {
+            std::fs::copy(seeds.join(name), dir.path().join(name)).expect("copy seed");
+        }
+        if let Some(routing) = routing {
+            std::fs::write(dir.path().join("routing.toml"), routing).expect("write routing.toml");
+        }
+        dir
+    }
+
+    #[test]
+    fn the_built_in_routing_matches_the_built_in_catalogue() {
+        let catalogue = load_catalogue(None).expect("catalogue");
+        let routing = load_routing(None, &catalogue).expect("valid").expect("built in");
+        assert!(routing.queue("council-tax-phone").is_some());
+    }
+
+    #[test]
+    fn a_seeds_dir_without_routing_has_none_and_a_broken_one_is_named() {
+        let dir = seeds_dir(None);
+        let catalogue = load_catalogue(Some(dir.path())).expect("catalogue");
+        assert!(
+            load_routing(Some(dir.path()), &catalogue)
+                .expect("no file is fine")
+                .is_none()
+        );
+
+        let built_in =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../seeds/routing.toml"))
+                .expect("seeds/routing.toml");
+        let unknown_service = built_in.replacen("\"council-tax\"", "\"dog-grooming\"", 1);
+        assert_ne!(unknown_service, built_in, "the seeds route council-tax");
+        let dir = seeds_dir(Some(&unknown_service));
+        let error = load_routing(Some(dir.path()), &catalogue).expect_err("unknown service");
+        let message = format!("{error:#}");
+        assert!(message.contains("routing.toml"), "{message}");
+        assert!(message.contains("dog-grooming"), "{message}");
+
+        let dir = seeds_dir(Some("[engine]\nnamed_agent_wait_seconds = \"soon\"\n"));
+        let error = load_routing(Some(dir.path()), &catalogue).expect_err("bad value");
+        let message = format!("{error:#}");
+        assert!(message.contains("routing.toml"), "{message}");
+        assert!(message.contains("named_agent_wait_seconds"), "{message}");
+    }
 }

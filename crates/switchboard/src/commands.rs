@@ -60,6 +60,9 @@ async fn run(global: &GlobalOptions, services: Services) -> anyhow::Result<()> {
     }
     let dev_credentials = DevCredentials::apply_if_unconfigured(&mut settings)?;
     let catalogue = Arc::new(app::load_catalogue(settings.seeds_dir.as_deref())?);
+    if app::load_routing(settings.seeds_dir.as_deref(), &catalogue)?.is_none() {
+        tracing::info!("no routing.toml in the seeds dir: no routing configuration to check");
+    }
     // Read and validated before anything starts, so a mistake in demo.toml
     // stops start-up with the contact and field named.
     let demo = if global.demo {
