@@ -115,62 +115,17 @@ struct DemoContact {
     channel: Channel,
     service: String,
     summary: String,
+    /// The proto's own messages: their (pbjson) deserialisers take the proto
+    /// field names and refuse unknown ones.
     #[serde(default)]
-    customer: DemoCustomer,
+    customer: v1::Customer,
     #[serde(default)]
     details: BTreeMap<String, String>,
     #[serde(default)]
-    needs: DemoNeeds,
-    phone: Option<DemoPhone>,
-    web: Option<DemoWeb>,
-    face_to_face: Option<DemoFaceToFace>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct DemoCustomer {
-    name: String,
-    phone: String,
-    email: String,
-    postcode: String,
-    address_line: String,
-    uprn: String,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct DemoNeeds {
-    language: String,
-    british_sign_language: bool,
-    interpreter: bool,
-    large_print: bool,
-    hearing_loop: bool,
-    assisted_digital: bool,
-    wheelchair_access: bool,
-    vulnerable: bool,
-    vulnerability_consent: bool,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct DemoPhone {
-    caller_number: String,
-    dialled_number: String,
-    call_id: String,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct DemoWeb {
-    form_id: String,
-    page_url: String,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct DemoFaceToFace {
-    office_id: String,
-    desk: String,
+    needs: v1::Needs,
+    phone: Option<v1::PhoneOrigin>,
+    web: Option<v1::WebOrigin>,
+    face_to_face: Option<v1::FaceToFaceOrigin>,
 }
 
 impl DemoContact {
@@ -190,58 +145,18 @@ impl DemoContact {
     /// most one origin ([`DemoContact::origin_count`]): the first one wins.
     fn into_request(self) -> SubmitContactRequest {
         debug_assert!(self.origin_count() <= 1);
-        let origin = if let Some(phone) = self.phone {
-            Some(Origin::Phone(v1::PhoneOrigin {
-                caller_number: phone.caller_number,
-                dialled_number: phone.dialled_number,
-                call_id: phone.call_id,
-            }))
-        } else if let Some(web) = self.web {
-            Some(Origin::Web(v1::WebOrigin {
-                form_id: web.form_id,
-                page_url: web.page_url,
-            }))
-        } else {
-            self.face_to_face.map(|visit| {
-                Origin::FaceToFace(v1::FaceToFaceOrigin {
-                    office_id: visit.office_id,
-                    desk: visit.desk,
-                })
-            })
-        };
-        let DemoCustomer {
-            name,
-            phone,
-            email,
-            postcode,
-            address_line,
-            uprn,
-        } = self.customer;
-        let needs = self.needs;
+        let origin = self
+            .phone
+            .map(Origin::Phone)
+            .or(self.web.map(Origin::Web))
+            .or(self.face_to_face.map(Origin::FaceToFace));
         SubmitContactRequest {
             channel: channel_to_proto(self.channel) as i32,
             service: self.service,
-            customer: Some(v1::Customer {
-                name,
-                phone,
-                email,
-                postcode,
-                address_line,
-                uprn,
-            }),
+            customer: Some(self.customer),
             summary: self.summary,
             details: self.details,
-            needs: Some(v1::Needs {
-                language: needs.language,
-                british_sign_language: needs.british_sign_language,
-                interpreter: needs.interpreter,
-                large_print: needs.large_print,
-                hearing_loop: needs.hearing_loop,
-                assisted_digital: needs.assisted_digital,
-                wheelchair_access: needs.wheelchair_access,
-                vulnerable: needs.vulnerable,
-                vulnerability_consent: needs.vulnerability_consent,
-            }),
+            needs: Some(self.needs),
             idempotency_key: self.id,
             origin,
         }
