@@ -76,6 +76,23 @@ pub struct StoredContact {
     pub contact: ValidContact,
 }
 
+impl StoredContact {
+    /// From a contact row's columns as both stores read them.
+    fn from_columns(
+        id: ContactId,
+        reference: &str,
+        received_at: DateTime<Utc>,
+        contact_json: &str,
+    ) -> IntakeResult<StoredContact> {
+        Ok(StoredContact {
+            id,
+            reference: parse_reference(reference)?,
+            received_at,
+            contact: parse_contact(contact_json)?,
+        })
+    }
+}
+
 /// Intake's tables. Both implementations are also the relay's [`OutboxStore`].
 #[async_trait]
 pub trait IntakeStore: OutboxStore + Send + Sync + 'static {

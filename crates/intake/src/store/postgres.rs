@@ -6,7 +6,6 @@ use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 use switchboard_bus::{BoxError, OutboxRecord, OutboxStore};
@@ -14,8 +13,7 @@ use switchboard_domain::ContactId;
 use uuid::Uuid;
 
 use super::{
-    BatchOutcome, ContactRow, IntakeStore, PendingContact, StoredContact, StoredKey, count, parse_contact,
-    parse_reference,
+    BatchOutcome, ContactRow, IntakeStore, PendingContact, StoredContact, StoredKey, count, parse_reference,
 };
 use crate::error::{IntakeError, IntakeResult};
 
@@ -268,14 +266,8 @@ impl IntakeStore for PgIntakeStore {
             return Ok(None);
         };
         let reference: String = row.try_get("reference")?;
-        let received_at: DateTime<Utc> = row.try_get("received_at")?;
         let contact: String = row.try_get("contact")?;
-        Ok(Some(StoredContact {
-            id,
-            reference: parse_reference(&reference)?,
-            received_at,
-            contact: parse_contact(&contact)?,
-        }))
+        StoredContact::from_columns(id, &reference, row.try_get("received_at")?, &contact).map(Some)
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use switchboard_bus::{BoxError, OutboxRecord, OutboxStore};
@@ -17,8 +17,7 @@ use switchboard_domain::ContactId;
 use uuid::Uuid;
 
 use super::{
-    BatchOutcome, ContactRow, IntakeStore, PendingContact, StoredContact, StoredKey, count, parse_contact,
-    parse_reference,
+    BatchOutcome, ContactRow, IntakeStore, PendingContact, StoredContact, StoredKey, count, parse_reference,
 };
 use crate::error::{IntakeError, IntakeResult};
 
@@ -183,14 +182,8 @@ impl IntakeStore for SqliteIntakeStore {
             return Ok(None);
         };
         let reference: String = row.try_get("reference")?;
-        let received_at: DateTime<Utc> = row.try_get("received_at")?;
         let contact: String = row.try_get("contact")?;
-        Ok(Some(StoredContact {
-            id,
-            reference: parse_reference(&reference)?,
-            received_at,
-            contact: parse_contact(&contact)?,
-        }))
+        StoredContact::from_columns(id, &reference, row.try_get("received_at")?, &contact).map(Some)
     }
 }
 
