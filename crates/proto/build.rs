@@ -13,6 +13,7 @@ const PROTO_FILES: &[&str] = &[
     "switchboard/v1/intake.proto",
     "switchboard/v1/cases.proto",
     "switchboard/v1/events.proto",
+    "switchboard/v1/routing.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -67,7 +67,7 @@ impl CasesError {
     /// check constraint.
     pub fn is_transient(&self) -> bool {
         match self {
-            CasesError::Database { source, .. } => is_transient_sqlx(source),
+            CasesError::Database { source, .. } => switchboard_runtime::database::is_transient(source),
             CasesError::Bus(error) => error.is_transient(),
             CasesError::ReferenceCollisions { .. } => true,
             CasesError::Migrate(_)
@@ -75,39 +75,5 @@ impl CasesError {
             | CasesError::Corrupt { .. }
             | CasesError::InvalidPageToken => false,
         }
-    }
-}
-
-fn is_transient_sqlx(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(database_error) => {
-            if matches!(database_error.kind(), sqlx::error::ErrorKind::UniqueViolation) {
-                return true;
-            }
-            let Some(code) = database_error.code() else {
-                return false;
-            };
-            // PostgreSQL SQLSTATE classes: 08 connection exception, 40
-            // transaction rollback (serialization failure, deadlock), 53
-            // insufficient resources, 57 operator intervention (shutdown).
-            if ["08", "40", "53", "57"]
-                .iter()
-                .any(|class| code.starts_with(class))
-            {
-                return true;
-            }
-            // SQLite extended result codes: the primary code is the low byte;
-            // 5 is SQLITE_BUSY and 6 SQLITE_LOCKED (another writer holds the file).
-            code.parse::<i32>()
-                .map(|extended| matches!(extended & 0xff, 5 | 6))
-                .unwrap_or(false)
-        }
-        _ => false,
     }
 }

@@ -24,12 +24,14 @@
 //!
 //! Alongside: [`status`] and [`problem`], the one place errors become gRPC
 //! statuses and HTTP problem responses; [`error`], this crate's error type;
-//! [`wire`], the domain ⇄ proto conversions every service shares;
+//! [`wire`], the domain ⇄ proto conversions every service shares; [`database`],
+//! which database errors are worth retrying;
 //! [`testing`], fresh PostgreSQL databases, broker addresses and credentials
 //! for tests.
 
 pub mod auth;
 pub mod config;
+pub mod database;
 pub mod dev_credentials;
 pub mod error;
 pub mod grpc;
