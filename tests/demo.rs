@@ -38,6 +38,7 @@ async fn start_with_demo(
         catalogue: catalogue.clone(),
         bus: None,
         demo,
+        routing: None,
     };
     let grpc = TcpListener::bind("127.0.0.1:0").await?;
     let http = TcpListener::bind("127.0.0.1:0").await?;

@@ -11,9 +11,12 @@
 //!   system without stopping the broker other tests share.
 //! - [`process`]: the `switchboard` binary as a child process, for tests that
 //!   kill a service outright.
+//! - [`routing`]: an always-open routing configuration, agent desktops over
+//!   the gRPC stream, and an observer of the events routing publishes.
 
 pub mod process;
 pub mod proxy;
+pub mod routing;
 pub mod workload;
 
 use std::{
@@ -140,6 +143,17 @@ async fn start_services(
     services: Services,
     topology: &Topology,
 ) -> anyhow::Result<Running> {
+    start_services_with(settings, services, topology, None).await
+}
+
+/// Starts `services` as the binary would, with `routing` as the routing
+/// configuration (`None`: no routing).
+pub async fn start_services_with(
+    settings: &Settings,
+    services: Services,
+    topology: &Topology,
+    routing: Option<app::RoutingSource>,
+) -> anyhow::Result<Running> {
     let launch = Launch {
         settings: settings.clone(),
         services,
@@ -147,6 +161,7 @@ async fn start_services(
         catalogue: Arc::new(app::load_catalogue(None)?),
         bus: None,
         demo: Vec::new(),
+        routing,
     };
     let grpc = TcpListener::bind("127.0.0.1:0").await?;
     let http = TcpListener::bind("127.0.0.1:0").await?;

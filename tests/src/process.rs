@@ -59,6 +59,18 @@ impl ServiceProcess {
         ServiceProcess::run(&["serve", service], environment).await
     }
 
+    /// `switchboard serve <service>`, once `/healthz` answers 200: for a
+    /// process that is up but not ready, such as a router standing by.
+    pub async fn start_live(service: &str, environment: &[(&str, String)]) -> anyhow::Result<ServiceProcess> {
+        ServiceProcess::spawn(&["serve", service], environment, "/healthz").await
+    }
+
+    /// Whether `/readyz` answers 200 now.
+    pub async fn is_ready(&self) -> bool {
+        let url = format!("http://{}/readyz", self.http_addr);
+        matches!(reqwest::get(&url).await, Ok(response) if response.status().is_success())
+    }
+
     /// `switchboard up` (the whole system in one process), once `/readyz`
     /// answers 200.
     pub async fn up(environment: &[(&str, String)]) -> anyhow::Result<ServiceProcess> {
@@ -66,6 +78,14 @@ impl ServiceProcess {
     }
 
     async fn run(arguments: &[&str], environment: &[(&str, String)]) -> anyhow::Result<ServiceProcess> {
+        ServiceProcess::spawn(arguments, environment, "/readyz").await
+    }
+
+    async fn spawn(
+        arguments: &[&str],
+        environment: &[(&str, String)],
+        probe: &str,
+    ) -> anyhow::Result<ServiceProcess> {
         let grpc_addr = free_port()?;
         let http_addr = free_port()?;
         let mut command = Command::new(switchboard_binary()?);
@@ -87,12 +107,12 @@ impl ServiceProcess {
             http_addr,
             child,
         };
-        process.wait_ready().await?;
+        process.wait_for(probe).await?;
         Ok(process)
     }
 
-    async fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let url = format!("http://{}/readyz", self.http_addr);
+    async fn wait_for(&mut self, probe: &str) -> anyhow::Result<()> {
+        let url = format!("http://{}{probe}", self.http_addr);
         let http = reqwest::Client::new();
         for _ in 0..300 {
             if let Some(status) = self.child.try_wait()? {

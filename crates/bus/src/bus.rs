@@ -24,6 +24,24 @@ pub trait Bus: Send + Sync + 'static {
     /// delivered (consumers are idempotent, so publishing the batch again is safe).
     async fn publish(&self, batch: &[Envelope]) -> BusResult<()>;
 
+    /// Puts every envelope straight into the queue named `queue` (full name,
+    /// prefix included), bypassing the events exchange: no binding sees it, so
+    /// neither other queues nor the analytics stream get a copy. Otherwise as
+    /// [`Bus::publish`]: persistent, the same properties and headers, and
+    /// returns only once each is confirmed.
+    ///
+    /// For messages meant for whoever consumes one queue, such as a router's
+    /// heartbeat to its own partition queue: on a queue with a single active
+    /// consumer, the process that receives it is the active one.
+    ///
+    /// A queue that does not exist is a [`BusError::Queue`] naming it (on
+    /// RabbitMQ, messages before the refused one may have been delivered, as
+    /// with `publish`). An empty batch does nothing, not even check the queue.
+    /// On an [`InProcessBus`](crate::InProcessBus) built to confirm only when
+    /// settled, this waits for the queue's consumer to settle the messages:
+    /// never await it on the task that consumes that queue.
+    async fn send_to_queue(&self, queue: &str, batch: &[Envelope]) -> BusResult<()>;
+
     /// Declares `spec` and its bindings. Idempotent; an existing queue with other
     /// arguments is an error.
     async fn ensure_queue(&self, spec: &QueueSpec) -> BusResult<()>;

@@ -3,20 +3,25 @@
 //! It keeps RabbitMQ's semantics so services cannot tell the difference (the
 //! contract tests run the same suite against both): a topic exchange with `*`
 //! and `#` patterns; `mandatory` publishing (a message no queue takes is an
-//! error); quorum queues that are FIFO per queue, honour prefetch, put retried
-//! messages back in their original place, count deliveries and dead-letter past
-//! the limit or on reject; streams read from an offset by every consumer.
+//! error); sending straight to one named queue; quorum queues that are FIFO per
+//! queue, honour prefetch, put retried messages back in their original place,
+//! count deliveries and dead-letter past the limit or on reject; single active
+//! consumer queues, where only the earliest open subscription receives and a
+//! closed one hands its unsettled messages to the next; streams read from an
+//! offset by every consumer.
 //!
 //! Nothing here is durable. What a confirm means is chosen at construction:
 //!
-//! - [`InProcessBus::new`]: as RabbitMQ, "taken by every bound queue". Right
-//!   for tests of RabbitMQ's semantics, but a crash then loses what sat in
-//!   memory, because the relay deleted its outbox row on the confirm.
+//! - [`InProcessBus::new`]: as RabbitMQ, "taken by every bound queue" (by the
+//!   named queue, for `send_to_queue`). Right for tests of RabbitMQ's
+//!   semantics, but a crash then loses what sat in memory, because the relay
+//!   deleted its outbox row on the confirm.
 //! - [`InProcessBus::confirming_when_settled`]: "settled by the consumers of
-//!   every bound quorum queue" (acked, or dead-lettered). The embedded mode
-//!   runs this way, so an outbox row lives until the event it carries has been
-//!   applied, and a crash at any moment loses nothing: the relay publishes the
-//!   row again at the next start and the idempotent consumer absorbs it.
+//!   every bound quorum queue" (acked, or dead-lettered; for `send_to_queue`,
+//!   by the consumer of the named queue). The embedded mode runs this way, so
+//!   an outbox row lives until the event it carries has been applied, and a
+//!   crash at any moment loses nothing: the relay publishes the row again at
+//!   the next start and the idempotent consumer absorbs it.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -112,6 +117,9 @@ struct Binding {
 }
 
 struct ConsumerState {
+    /// The queue it consumes, to find a single-active-consumer queue's
+    /// active subscription.
+    queue: String,
     prefetch: usize,
     in_flight: usize,
 }
@@ -129,7 +137,7 @@ enum QueueBody {
         /// original place, ahead of the ones published after it.
         ready: BTreeMap<u64, Message>,
         /// Delivered, not settled, by delivery tag.
-        unacked: HashMap<u64, (u64, Message)>,
+        unacked: HashMap<u64, Unacked>,
     },
     Stream {
         log: VecDeque<StreamEntry>,
@@ -150,6 +158,15 @@ struct Message {
     dead_letter: Option<DeadLetter>,
 }
 
+/// A quorum message out with a consumer.
+struct Unacked {
+    /// Its FIFO position, where a return puts it back.
+    position: u64,
+    /// The subscription it was delivered to.
+    consumer: u64,
+    message: Message,
+}
+
 struct StreamEntry {
     offset: u64,
     appended_at: Instant,
@@ -167,7 +184,8 @@ impl InProcessBus {
     }
 
     /// As [`InProcessBus::new`], but `publish` returns only once the consumers
-    /// of every bound quorum queue have acked (or dead-lettered) the batch. A
+    /// of every bound quorum queue have acked (or dead-lettered) the batch, and
+    /// `send_to_queue` once the consumer of the named quorum queue has. A
     /// queue nobody consumes holds its publisher until somebody does.
     pub fn confirming_when_settled(topology: Topology) -> Self {
         InProcessBus::build(topology, DEFAULT_STREAM_MEMORY_CAP, Confirm::Settled)
@@ -256,7 +274,10 @@ impl State {
             });
         }
         match self.queues.get(&spec.name) {
-            Some(existing) if existing.spec.kind != spec.kind => {
+            Some(existing)
+                if existing.spec.kind != spec.kind
+                    || existing.spec.single_active_consumer != spec.single_active_consumer =>
+            {
                 return Err(BusError::Queue {
                     queue: spec.name.clone(),
                     reason: "already declared with other arguments".to_owned(),
@@ -331,48 +352,54 @@ impl State {
     ) -> usize {
         let targets = self.route(exchange, routing_key);
         for queue_name in &targets {
-            let sequence = self.sequence();
-            let Some(queue) = self.queues.get_mut(queue_name) else {
-                continue;
-            };
-            match &mut queue.body {
-                QueueBody::Quorum { ready, .. } => {
-                    let mut copy = message.clone();
-                    // A copy in a new queue starts afresh there.
-                    copy.delivery_count = 0;
-                    copy.delivered_before = false;
-                    if let Some(latch) = &copy.latch {
-                        latch.outstanding.fetch_add(1, Ordering::AcqRel);
-                    }
-                    ready.insert(sequence, copy);
-                }
-                QueueBody::Stream {
-                    log,
-                    next_offset,
-                    bytes,
-                } => {
-                    let QueueKind::Stream {
-                        max_age,
-                        max_length_bytes,
-                    } = queue.spec.kind
-                    else {
-                        continue;
-                    };
-                    let size = message.envelope.encode_body().len() as u64;
-                    log.push_back(StreamEntry {
-                        offset: *next_offset,
-                        appended_at: Instant::now(),
-                        size,
-                        envelope: message.envelope.clone(),
-                    });
-                    *next_offset += 1;
-                    *bytes += size;
-                    apply_retention(log, bytes, max_age, max_length_bytes.min(stream_memory_cap));
-                }
-            }
-            queue.notify.notify_waiters();
+            self.enqueue_into(queue_name, message, stream_memory_cap);
         }
         targets.len()
+    }
+
+    /// Enqueues `message` on the queue `queue_name`, whatever its bindings.
+    /// The quorum copy counts once on the message's latch, if it has one.
+    fn enqueue_into(&mut self, queue_name: &str, message: &Message, stream_memory_cap: u64) {
+        let sequence = self.sequence();
+        let Some(queue) = self.queues.get_mut(queue_name) else {
+            return;
+        };
+        match &mut queue.body {
+            QueueBody::Quorum { ready, .. } => {
+                let mut copy = message.clone();
+                // A copy in a new queue starts afresh there.
+                copy.delivery_count = 0;
+                copy.delivered_before = false;
+                if let Some(latch) = &copy.latch {
+                    latch.outstanding.fetch_add(1, Ordering::AcqRel);
+                }
+                ready.insert(sequence, copy);
+            }
+            QueueBody::Stream {
+                log,
+                next_offset,
+                bytes,
+            } => {
+                let QueueKind::Stream {
+                    max_age,
+                    max_length_bytes,
+                } = queue.spec.kind
+                else {
+                    return;
+                };
+                let size = message.envelope.encode_body().len() as u64;
+                log.push_back(StreamEntry {
+                    offset: *next_offset,
+                    appended_at: Instant::now(),
+                    size,
+                    envelope: message.envelope.clone(),
+                });
+                *next_offset += 1;
+                *bytes += size;
+                apply_retention(log, bytes, max_age, max_length_bytes.min(stream_memory_cap));
+            }
+        }
+        queue.notify.notify_waiters();
     }
 
     /// Sends `message` from `queue_name` to that queue's dead-letter exchange
@@ -413,6 +440,77 @@ impl State {
         }
     }
 
+    /// Puts a message delivered from `queue_name` back in its FIFO place,
+    /// counting the return; past the queue's delivery limit it is
+    /// dead-lettered instead.
+    fn return_message(
+        &mut self,
+        queue_name: &str,
+        position: u64,
+        mut message: Message,
+        stream_memory_cap: u64,
+    ) {
+        message.delivery_count += 1;
+        let limit = match self.queues.get(queue_name).map(|queue| &queue.spec.kind) {
+            Some(QueueKind::Quorum { delivery_limit, .. }) => *delivery_limit,
+            _ => None,
+        };
+        if limit.is_some_and(|limit| message.delivery_count > limit) {
+            self.dead_letter(
+                queue_name,
+                message,
+                DeadLetterReason::DeliveryLimit,
+                stream_memory_cap,
+            );
+        } else if let Some(QueueBody::Quorum { ready, .. }) =
+            self.queues.get_mut(queue_name).map(|queue| &mut queue.body)
+        {
+            ready.insert(position, message);
+        }
+    }
+
+    /// The subscription that may receive from `queue_name` when it has a
+    /// single active consumer: the earliest still open (consumer ids grow).
+    fn active_consumer(&self, queue_name: &str) -> Option<u64> {
+        self.consumers
+            .iter()
+            .filter(|(_, state)| state.queue == queue_name)
+            .map(|(consumer, _)| *consumer)
+            .min()
+    }
+
+    /// Forgets a closed subscription. On a single-active-consumer queue its
+    /// unsettled messages go back to the queue at once (counted as returns,
+    /// as when RabbitMQ sees the consumer's channel close), so the next
+    /// subscription takes over with them; their deliveries can no longer be
+    /// settled. Elsewhere they stay with their deliveries until settled or
+    /// dropped.
+    fn close_consumer(&mut self, consumer: u64, queue_name: &str, stream_memory_cap: u64) {
+        self.consumers.remove(&consumer);
+        let Some(queue) = self.queues.get_mut(queue_name) else {
+            return;
+        };
+        if !queue.spec.has_single_active_consumer() {
+            return;
+        }
+        let QueueBody::Quorum { unacked, .. } = &mut queue.body else {
+            return;
+        };
+        let mut tags: Vec<u64> = unacked
+            .iter()
+            .filter(|(_, entry)| entry.consumer == consumer)
+            .map(|(tag, _)| *tag)
+            .collect();
+        tags.sort_unstable();
+        let returned: Vec<Unacked> = tags.iter().filter_map(|tag| unacked.remove(tag)).collect();
+        let notify = queue.notify.clone();
+        for entry in returned {
+            self.return_message(queue_name, entry.position, entry.message, stream_memory_cap);
+        }
+        // The next subscription in line is now the active one.
+        notify.notify_waiters();
+    }
+
     fn credit(&self, consumer: u64) -> usize {
         self.consumers.get(&consumer).map_or(0, |state| {
             if state.prefetch == 0 {
@@ -446,29 +544,51 @@ fn apply_retention(log: &mut VecDeque<StreamEntry>, bytes: &mut u64, max_age: Du
     }
 }
 
+impl InProcessBus {
+    /// The latch a publish waits on, when confirms wait for settlement.
+    fn new_latch(&self) -> Option<Arc<ConfirmLatch>> {
+        (self.inner.confirm == Confirm::Settled).then(|| {
+            Arc::new(ConfirmLatch {
+                outstanding: AtomicUsize::new(0),
+                done: Notify::new(),
+            })
+        })
+    }
+
+    /// Returns once every copy counted on `latch` is settled (at once without one).
+    async fn confirmed(latch: Option<Arc<ConfirmLatch>>) {
+        if let Some(latch) = latch
+            && latch.outstanding.load(Ordering::Acquire) > 0
+        {
+            latch.done.notified().await;
+        }
+    }
+}
+
+impl Message {
+    fn new(envelope: &Envelope, latch: Option<&Arc<ConfirmLatch>>) -> Self {
+        Message {
+            envelope: Arc::new(envelope.clone()),
+            latch: latch.cloned(),
+            delivery_count: 0,
+            delivered_before: false,
+            dead_letter: None,
+        }
+    }
+}
+
 #[async_trait]
 impl Bus for InProcessBus {
     async fn publish(&self, batch: &[Envelope]) -> BusResult<()> {
         for envelope in batch {
             envelope.validate()?;
         }
-        let latch = (self.inner.confirm == Confirm::Settled).then(|| {
-            Arc::new(ConfirmLatch {
-                outstanding: AtomicUsize::new(0),
-                done: Notify::new(),
-            })
-        });
+        let latch = self.new_latch();
         let exchange = self.inner.topology.exchange();
         {
             let mut state = self.inner.lock();
             for envelope in batch {
-                let message = Message {
-                    envelope: Arc::new(envelope.clone()),
-                    latch: latch.clone(),
-                    delivery_count: 0,
-                    delivered_before: false,
-                    dead_letter: None,
-                };
+                let message = Message::new(envelope, latch.as_ref());
                 let taken = state.enqueue(
                     &exchange,
                     envelope.event_type(),
@@ -484,11 +604,32 @@ impl Bus for InProcessBus {
                 }
             }
         }
-        if let Some(latch) = latch
-            && latch.outstanding.load(Ordering::Acquire) > 0
-        {
-            latch.done.notified().await;
+        InProcessBus::confirmed(latch).await;
+        Ok(())
+    }
+
+    async fn send_to_queue(&self, queue: &str, batch: &[Envelope]) -> BusResult<()> {
+        if batch.is_empty() {
+            return Ok(());
         }
+        for envelope in batch {
+            envelope.validate()?;
+        }
+        let latch = self.new_latch();
+        {
+            let mut state = self.inner.lock();
+            if !state.queues.contains_key(queue) {
+                return Err(BusError::Queue {
+                    queue: queue.to_owned(),
+                    reason: "does not exist".to_owned(),
+                });
+            }
+            for envelope in batch {
+                let message = Message::new(envelope, latch.as_ref());
+                state.enqueue_into(queue, &message, self.inner.stream_memory_cap);
+            }
+        }
+        InProcessBus::confirmed(latch).await;
         Ok(())
     }
 
@@ -503,6 +644,7 @@ impl Bus for InProcessBus {
         state.consumers.insert(
             consumer,
             ConsumerState {
+                queue: queue.name.clone(),
                 prefetch: usize::from(prefetch),
                 in_flight: 0,
             },
@@ -556,8 +698,9 @@ pub(crate) struct MemorySubscription {
 
 impl Drop for MemorySubscription {
     fn drop(&mut self) {
-        // Deliveries still held stay settleable; only the credit bookkeeping goes.
-        self.inner.lock().consumers.remove(&self.consumer);
+        self.inner
+            .lock()
+            .close_consumer(self.consumer, &self.queue, self.inner.stream_memory_cap);
     }
 }
 
@@ -604,6 +747,16 @@ impl MemorySubscription {
         if wanted == 0 {
             return Ok(());
         }
+        // On a single-active-consumer queue, a subscription waiting its turn
+        // takes nothing (even while the active one has no credit left).
+        let waiting_its_turn = state
+            .queues
+            .get(&self.queue)
+            .is_some_and(|queue| queue.spec.has_single_active_consumer())
+            && state.active_consumer(&self.queue) != Some(self.consumer);
+        if waiting_its_turn {
+            return Ok(());
+        }
         let Some(queue) = state.queues.get_mut(&self.queue) else {
             return Err(BusError::Queue {
                 queue: self.queue.clone(),
@@ -638,7 +791,14 @@ impl MemorySubscription {
                         None,
                         settler(SettleKind::Quorum { tag }),
                     );
-                    unacked.insert(tag, (position, message));
+                    unacked.insert(
+                        tag,
+                        Unacked {
+                            position,
+                            consumer,
+                            message,
+                        },
+                    );
                     batch.push(delivery);
                 }
             }
@@ -687,74 +847,76 @@ enum SettleKind {
 }
 
 impl MemorySettler {
-    /// Takes the unacked message back out of its queue (quorum queues only).
-    fn take_unacked(&self, state: &mut State) -> Option<(u64, Message)> {
+    /// Takes the unacked message back out of its queue. `Ok(None)` for
+    /// streams; an error when the message is no longer this delivery's: its
+    /// subscription closed and the queue took it back (as settling on a closed
+    /// RabbitMQ channel fails).
+    fn take_unacked(&self, state: &mut State) -> BusResult<Option<Unacked>> {
         let SettleKind::Quorum { tag } = self.kind else {
-            return None;
+            return Ok(None);
         };
-        match state.queues.get_mut(&self.queue).map(|queue| &mut queue.body) {
+        let taken = match state.queues.get_mut(&self.queue).map(|queue| &mut queue.body) {
             Some(QueueBody::Quorum { unacked, .. }) => unacked.remove(&tag),
             _ => None,
+        };
+        match taken {
+            Some(entry) => Ok(Some(entry)),
+            None => Err(BusError::Queue {
+                queue: self.queue.clone(),
+                reason: "subscription closed: the message went back to the queue".to_owned(),
+            }),
         }
     }
 
     pub(crate) fn ack(&self) -> BusResult<()> {
         let mut state = self.inner.lock();
-        if let Some((_, message)) = self.take_unacked(&mut state)
-            && let Some(latch) = message.latch
-        {
-            latch.settle_one();
-        }
+        let result = self.take_unacked(&mut state).map(|taken| {
+            if let Some(latch) = taken.and_then(|entry| entry.message.latch) {
+                latch.settle_one();
+            }
+        });
         state.release_credit(self.consumer, &self.queue);
-        Ok(())
+        result
     }
 
     pub(crate) fn retry(&self) -> BusResult<()> {
         let mut state = self.inner.lock();
-        if let Some((position, mut message)) = self.take_unacked(&mut state) {
-            message.delivery_count += 1;
-            let limit = match state.queues.get(&self.queue).map(|queue| &queue.spec.kind) {
-                Some(QueueKind::Quorum { delivery_limit, .. }) => *delivery_limit,
-                _ => None,
-            };
-            if limit.is_some_and(|limit| message.delivery_count > limit) {
-                state.dead_letter(
+        let result = self.take_unacked(&mut state).map(|taken| {
+            if let Some(entry) = taken {
+                state.return_message(
                     &self.queue,
-                    message,
-                    DeadLetterReason::DeliveryLimit,
+                    entry.position,
+                    entry.message,
                     self.inner.stream_memory_cap,
                 );
-            } else if let Some(QueueBody::Quorum { ready, .. }) =
-                state.queues.get_mut(&self.queue).map(|queue| &mut queue.body)
-            {
-                ready.insert(position, message);
             }
-        }
+        });
         state.release_credit(self.consumer, &self.queue);
-        Ok(())
+        result
     }
 
     pub(crate) fn reject(&self, envelope: &Envelope, reason: &str) -> BusResult<()> {
         let mut state = self.inner.lock();
         let message = match self.take_unacked(&mut state) {
-            Some((_, message)) => Some(message),
-            None if matches!(self.kind, SettleKind::Stream) => Some(Message {
+            Ok(Some(entry)) => entry.message,
+            Ok(None) => Message {
                 envelope: Arc::new(envelope.clone()),
                 latch: None,
                 delivery_count: 0,
                 delivered_before: true,
                 dead_letter: None,
-            }),
-            None => None,
+            },
+            Err(error) => {
+                state.release_credit(self.consumer, &self.queue);
+                return Err(error);
+            }
         };
-        if let Some(message) = message {
-            state.dead_letter(
-                &self.queue,
-                message,
-                DeadLetterReason::Rejected(reason.to_owned()),
-                self.inner.stream_memory_cap,
-            );
-        }
+        state.dead_letter(
+            &self.queue,
+            message,
+            DeadLetterReason::Rejected(reason.to_owned()),
+            self.inner.stream_memory_cap,
+        );
         state.release_credit(self.consumer, &self.queue);
         Ok(())
     }

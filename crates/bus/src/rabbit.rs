@@ -41,6 +41,9 @@ use crate::error::{BusError, BusResult};
 use crate::topology::{QueueKind, QueueSpec, StreamOffset, Topology};
 use crate::trace::TRACEPARENT;
 
+/// The AMQP default exchange: every queue is bound to it under its own name,
+/// and nothing else is.
+const DEFAULT_EXCHANGE: &str = "";
 /// AMQP delivery mode 2: the broker writes the message to disk (quorum queues
 /// and streams always do; this also tells any classic queue to).
 const PERSISTENT: u8 = 2;
@@ -369,11 +372,13 @@ impl Shared {
         Ok(channel)
     }
 
-    /// Publishes `envelopes` to `exchange` and waits for every confirm.
+    /// Publishes `envelopes` to `exchange` and waits for every confirm. The
+    /// routing key is `routing_key`, or each event's type when `None`.
     /// `extra_headers` go on every message (dead-letter reasons).
     async fn publish_to(
         &self,
         exchange: &str,
+        routing_key: Option<&str>,
         envelopes: &[Envelope],
         extra_headers: &[(&str, &str)],
     ) -> BusResult<()> {
@@ -383,6 +388,7 @@ impl Shared {
         let live = self.current()?;
         let channel = self.publisher(&live).await?;
         let exchange = short(exchange)?;
+        let fixed_key = routing_key.map(short).transpose()?;
         // Pipelined: send the whole batch, then collect the confirms, so a
         // batch costs one round trip rather than one per message.
         let mut pending = Vec::with_capacity(envelopes.len());
@@ -390,7 +396,10 @@ impl Shared {
             let confirm = channel
                 .basic_publish(
                     exchange.clone(),
-                    short(envelope.event_type())?,
+                    match &fixed_key {
+                        Some(key) => key.clone(),
+                        None => short(envelope.event_type())?,
+                    },
                     BasicPublishOptions {
                         // Unroutable messages come back (basic.return) instead
                         // of being dropped: a missing binding is an error.
@@ -613,6 +622,13 @@ async fn declare_queue(channel: &Channel, spec: &QueueSpec) -> BusResult<()> {
                     AMQPValue::LongLongInt(i64::from(*limit)),
                 );
             }
+            if spec.single_active_consumer {
+                // One consumer at a time gets messages, the others wait in line
+                // and the next takes over (with the unacked messages) when it
+                // goes: a routing partition is owned by one router process, in
+                // order, with a standby ready. Fixed at declaration.
+                arguments.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+            }
         }
         QueueKind::Stream {
             max_age,
@@ -746,8 +762,35 @@ impl Bus for RabbitBus {
             return Ok(());
         }
         self.shared
-            .publish_to(&self.shared.topology.exchange(), batch, &[])
+            .publish_to(&self.shared.topology.exchange(), None, batch, &[])
             .await
+    }
+
+    async fn send_to_queue(&self, queue: &str, batch: &[Envelope]) -> BusResult<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        for envelope in batch {
+            envelope.validate()?;
+        }
+        if queue.is_empty() || queue.len() > 255 {
+            return Err(BusError::Queue {
+                queue: format!("{queue:.255}"),
+                reason: "not a queue name (1 to 255 bytes)".to_owned(),
+            });
+        }
+        // The default exchange routes by queue name to that queue alone; with
+        // `mandatory`, a queue that does not exist returns the message.
+        self.shared
+            .publish_to(DEFAULT_EXCHANGE, Some(queue), batch, &[])
+            .await
+            .map_err(|error| match error {
+                BusError::Unroutable { event_id, .. } => BusError::Queue {
+                    queue: queue.to_owned(),
+                    reason: format!("does not exist (event {event_id} was returned)"),
+                },
+                other => other,
+            })
     }
 
     async fn ensure_queue(&self, spec: &QueueSpec) -> BusResult<()> {
@@ -914,7 +957,8 @@ impl RabbitSubscription {
                     // committed (the whole point of the inbox).
                     no_ack: false,
                     // Competing consumers: every instance of a service shares
-                    // the queue.
+                    // the queue (on a single-active-consumer queue, the
+                    // instances take turns, which is the broker's doing).
                     exclusive: false,
                     // Wait for consume-ok, so a missing queue is an error here.
                     nowait: false,
@@ -1172,6 +1216,7 @@ impl RabbitSettler {
                 .shared
                 .publish_to(
                     dead_letter_exchange,
+                    None,
                     std::slice::from_ref(envelope),
                     &[
                         (DEAD_LETTER_REASON_HEADER, reason),

@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use crate::error::{BusError, BusResult};
+
 /// Base names; the prefix goes in front of each.
 const EVENTS_EXCHANGE: &str = "switchboard.events";
 const DEAD_LETTER: &str = "switchboard.dead-letter";
@@ -18,6 +20,14 @@ const ANALYTICS_STREAM: &str = "switchboard.analytics";
 /// Five attempts ride out a short database outage without letting a poison
 /// message block a consumer for long.
 pub const DEFAULT_DELIVERY_LIMIT: u32 = 5;
+
+/// The routing partition whose queue is `switchboard.routing` itself.
+pub const DEFAULT_ROUTING_PARTITION: &str = "default";
+
+/// The longest routing partition name. Short enough that the queue name stays
+/// readable in the management UI and far below AMQP's 255-byte limit, whatever
+/// the prefix.
+pub const MAX_PARTITION_LEN: usize = 40;
 
 /// The exchange and dead-letter names for one deployment (or one test).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,6 +140,13 @@ pub struct QueueSpec {
     pub bindings: Vec<String>,
     /// Where a stream consumer starts; ignored for quorum queues.
     pub stream_offset: StreamOffset,
+    /// Of the consumers subscribed, only one (the earliest still subscribed)
+    /// receives messages; when it goes, its unsettled messages and everything
+    /// after go to the next. Gives one process exclusive, ordered ownership of
+    /// the queue (routing partitions) instead of competing consumers. Quorum
+    /// queues only; streams ignore it. Part of the queue's identity: declaring
+    /// an existing queue with the other setting is an error.
+    pub single_active_consumer: bool,
 }
 
 impl QueueSpec {
@@ -146,6 +163,7 @@ impl QueueSpec {
             exchange: topology.exchange(),
             bindings: bindings.iter().map(|binding| (*binding).to_owned()).collect(),
             stream_offset: StreamOffset::Next,
+            single_active_consumer: false,
         }
     }
 
@@ -154,9 +172,45 @@ impl QueueSpec {
         QueueSpec::quorum(topology, CASES_QUEUE, &["contact.#"])
     }
 
-    /// `switchboard.routing`: new contacts and the case context routing needs.
+    /// `switchboard.routing`: new contacts and the case context routing needs,
+    /// for the default routing partition. Single active consumer: routing state
+    /// is partitioned, and each partition is owned by one router process at a
+    /// time (the others wait on the queue, ready to take over).
     pub fn routing(topology: &Topology) -> Self {
-        QueueSpec::quorum(topology, ROUTING_QUEUE, &["contact.received", "case.*"])
+        QueueSpec {
+            single_active_consumer: true,
+            ..QueueSpec::quorum(topology, ROUTING_QUEUE, &["contact.received", "case.*"])
+        }
+    }
+
+    /// The routing queue of one partition: [`QueueSpec::routing`] for
+    /// `"default"`, otherwise `switchboard.routing.<partition>` with the same
+    /// bindings and a single active consumer.
+    ///
+    /// A partition name is 1 to 40 lowercase ASCII letters, digits and `-`
+    /// (it becomes part of a queue name); any other name is a
+    /// [`BusError::Queue`] naming it.
+    pub fn routing_partition(topology: &Topology, partition: &str) -> BusResult<Self> {
+        if partition == DEFAULT_ROUTING_PARTITION {
+            return Ok(QueueSpec::routing(topology));
+        }
+        if !is_partition_name(partition) {
+            // An invalid name may be long (or hostile): a shortened one still
+            // identifies it in the log.
+            let shown: String = partition.chars().take(MAX_PARTITION_LEN + 20).collect();
+            return Err(BusError::Queue {
+                queue: topology.name(&format!("{ROUTING_QUEUE}.{shown}")),
+                reason: format!(
+                    "invalid routing partition {shown:?}: use 1 to {MAX_PARTITION_LEN} \
+                     lowercase letters, digits and '-'"
+                ),
+            });
+        }
+        let name = topology.name(&format!("{ROUTING_QUEUE}.{partition}"));
+        Ok(QueueSpec {
+            name,
+            ..QueueSpec::routing(topology)
+        })
     }
 
     /// `switchboard.analytics`: the replayable stream of every event. Retention:
@@ -173,6 +227,7 @@ impl QueueSpec {
             exchange: topology.exchange(),
             bindings: vec!["#".to_owned()],
             stream_offset: StreamOffset::First,
+            single_active_consumer: false,
         }
     }
 
@@ -190,6 +245,7 @@ impl QueueSpec {
             // RabbitMQ and matches everything in memory.
             bindings: vec!["#".to_owned()],
             stream_offset: StreamOffset::Next,
+            single_active_consumer: false,
         }
     }
 
@@ -210,6 +266,20 @@ impl QueueSpec {
     pub fn is_stream(&self) -> bool {
         matches!(self.kind, QueueKind::Stream { .. })
     }
+
+    /// Whether consumers take turns (one active at a time) rather than compete:
+    /// the flag is set and the queue is a quorum queue.
+    pub fn has_single_active_consumer(&self) -> bool {
+        self.single_active_consumer && !self.is_stream()
+    }
+}
+
+/// 1 to [`MAX_PARTITION_LEN`] of `a-z`, `0-9` and `-`.
+fn is_partition_name(partition: &str) -> bool {
+    (1..=MAX_PARTITION_LEN).contains(&partition.len())
+        && partition
+            .bytes()
+            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-')
 }
 
 /// AMQP topic matching: words separated by `.`, `*` matches exactly one word,
@@ -266,5 +336,65 @@ mod tests {
         );
         assert!(QueueSpec::analytics(&topology).is_stream());
         assert_eq!(Topology::new("").exchange(), "switchboard.events");
+    }
+
+    #[test]
+    fn only_routing_queues_have_a_single_active_consumer() {
+        let topology = Topology::new("t-1.");
+        assert!(QueueSpec::routing(&topology).single_active_consumer);
+        assert!(QueueSpec::routing(&topology).has_single_active_consumer());
+        for spec in [
+            QueueSpec::cases(&topology),
+            QueueSpec::analytics(&topology),
+            QueueSpec::dead_letter(&topology),
+            QueueSpec::quorum(&topology, "other", &["#"]),
+        ] {
+            assert!(!spec.single_active_consumer, "{}", spec.name);
+            assert!(!spec.has_single_active_consumer(), "{}", spec.name);
+        }
+        // A stream cannot take turns, whatever the flag says.
+        let mut stream = QueueSpec::analytics(&topology);
+        stream.single_active_consumer = true;
+        assert!(!stream.has_single_active_consumer());
+    }
+
+    #[test]
+    fn routing_partitions_share_bindings_and_take_turns() {
+        let topology = Topology::new("t-1.");
+        let default = QueueSpec::routing_partition(&topology, "default").expect("default");
+        assert_eq!(default, QueueSpec::routing(&topology));
+        assert_eq!(default.name, "t-1.switchboard.routing");
+
+        for partition in ["north", "ward-7", "0", &"a".repeat(MAX_PARTITION_LEN)] {
+            let spec = QueueSpec::routing_partition(&topology, partition).expect(partition);
+            assert_eq!(spec.name, format!("t-1.switchboard.routing.{partition}"));
+            assert_eq!(spec.bindings, ["contact.received", "case.*"]);
+            assert_eq!(spec.kind, QueueSpec::routing(&topology).kind);
+            assert_eq!(spec.exchange, topology.exchange());
+            assert!(spec.single_active_consumer);
+        }
+    }
+
+    #[test]
+    fn routing_partition_names_are_checked() {
+        let topology = Topology::new("t-1.");
+        let too_long = "a".repeat(MAX_PARTITION_LEN + 1);
+        for partition in [
+            "", "North", "ward_7", "ward.7", "ward 7", "café", "a/b", &too_long,
+        ] {
+            let error = QueueSpec::routing_partition(&topology, partition).expect_err(partition);
+            let BusError::Queue { queue, reason } = &error else {
+                panic!("{partition:?}: expected a queue error, got {error:?}");
+            };
+            assert_eq!(queue, &format!("t-1.switchboard.routing.{partition}"));
+            assert!(
+                reason.contains(&format!("{partition:?}")),
+                "{reason} names the partition"
+            );
+        }
+        // A huge name is shortened in the error, not copied whole.
+        let huge = "X".repeat(10_000);
+        let error = QueueSpec::routing_partition(&topology, &huge).expect_err("huge");
+        assert!(error.to_string().len() < 400, "{error}");
     }
 }

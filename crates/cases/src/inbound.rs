@@ -15,7 +15,8 @@ use switchboard_domain::{
 use switchboard_proto::{event_types, v1};
 
 use crate::model::{IncomingContact, to_micros};
-use crate::wire::{channel_from_proto, from_timestamp, needs_from_proto};
+use crate::wire::{channel_from_proto, from_timestamp};
+use switchboard_runtime::wire::needs_from_proto;
 
 /// What a message on the cases queue is to this consumer.
 #[derive(Debug)]

@@ -3,8 +3,7 @@
 //! (`TryFrom`, with errors naming the proto field).
 
 use switchboard_domain::{
-    CaseId, CaseReference, ContactOrigin, EmailAddress, Needs, PersonName, PhoneNumber, Postcode,
-    ValidationErrors,
+    CaseId, CaseReference, ContactOrigin, EmailAddress, PersonName, PhoneNumber, Postcode, ValidationErrors,
 };
 use switchboard_proto::v1;
 
@@ -13,25 +12,6 @@ pub(crate) use switchboard_runtime::wire::{
 };
 
 use crate::model::{Case, CaseKey, CaseStatus, Contact, Customer, CustomerSearch, TimelineEntry};
-
-/// Needs as intake validated them; the language tag is only normalised
-/// (trimmed, lowercased), as intake stored it.
-pub(crate) fn needs_from_proto(needs: &v1::Needs) -> Needs {
-    let language = needs.language.trim().to_lowercase();
-    Needs {
-        language: (!language.is_empty()).then_some(language),
-        british_sign_language: needs.british_sign_language,
-        interpreter: needs.interpreter,
-        large_print: needs.large_print,
-        hearing_loop: needs.hearing_loop,
-        assisted_digital: needs.assisted_digital,
-        wheelchair_access: needs.wheelchair_access,
-        // Intake refuses `vulnerable` without consent; holding to the same rule
-        // here means a flag recorded without consent is never stored.
-        vulnerable: needs.vulnerable && needs.vulnerability_consent,
-        vulnerability_consent: needs.vulnerability_consent,
-    }
-}
 
 fn origin_to_proto(origin: &ContactOrigin) -> Option<v1::contact_record::Origin> {
     match origin {

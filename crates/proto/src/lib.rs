@@ -24,4 +24,19 @@ pub mod event_types {
     pub const CASE_OPENED: &str = "case.opened";
     pub const CASE_UPDATED: &str = "case.updated";
     pub const CASE_RESOLVED: &str = "case.resolved";
+    pub const CONTACT_QUEUED: &str = "contact.queued";
+    pub const CONTACT_OFFERED: &str = "contact.offered";
+    pub const CONTACT_REQUEUED: &str = "contact.requeued";
+    pub const CONTACT_ASSIGNED: &str = "contact.assigned";
+    pub const CONTACT_ABANDONED: &str = "contact.abandoned";
+    pub const CONTACT_TRANSFERRED: &str = "contact.transferred";
+    pub const CONTACT_COMPLETED: &str = "contact.completed";
+    pub const CONTACT_REDIRECTED: &str = "contact.redirected";
+    pub const AGENT_SIGNED_IN: &str = "agent.signed_in";
+    pub const AGENT_SIGNED_OUT: &str = "agent.signed_out";
+    pub const AGENT_PRESENCE_CHANGED: &str = "agent.presence_changed";
+    pub const AGENT_MISSED_OFFER: &str = "agent.missed_offer";
+    /// Sent by each router straight to its partition queue (never through
+    /// the exchange): whoever receives it is the queue's active consumer.
+    pub const ROUTING_HEARTBEAT: &str = "routing.heartbeat";
 }

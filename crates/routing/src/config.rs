@@ -31,7 +31,8 @@ pub const MIN_PROFICIENCY: u8 = 1;
 pub const MAX_PROFICIENCY: u8 = 5;
 
 /// A queue id, a slug such as `council-tax-phone`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct QueueId(String);
 
 impl QueueId {
@@ -236,6 +237,11 @@ impl RoutingConfig {
     /// The config in the repository's `seeds/routing.toml`.
     pub fn embedded() -> Result<RoutingConfig, ConfigError> {
         Self::parse(EMBEDDED)
+    }
+
+    /// The text of the built-in `seeds/routing.toml`.
+    pub fn embedded_toml() -> &'static str {
+        EMBEDDED
     }
 
     pub fn queue(&self, id: &str) -> Option<&QueueConfig> {

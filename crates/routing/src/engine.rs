@@ -98,6 +98,39 @@ pub struct AgentStatus {
     pub idle_since: DateTime<Utc>,
 }
 
+/// Where a contact is in its routing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContactStage {
+    /// In a queue, or held for a named agent.
+    Waiting,
+    Offered,
+    Connected,
+    WrapUp,
+}
+
+impl ContactStage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContactStage::Waiting => "waiting",
+            ContactStage::Offered => "offered",
+            ContactStage::Connected => "connected",
+            ContactStage::WrapUp => "wrap-up",
+        }
+    }
+}
+
+/// A contact the engine is routing, as [`Engine::contact_status`] sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactStatus {
+    pub contact: ContactId,
+    pub queue: QueueId,
+    pub stage: ContactStage,
+    /// The agent it is offered to, connected with, or held for.
+    pub agent: Option<AgentId>,
+    /// Position and wait estimate while it waits.
+    pub waiting: Option<WaitingStatus>,
+}
+
 /// The routing engine. See the module documentation.
 #[derive(Debug, Clone)]
 pub struct Engine {
@@ -124,6 +157,82 @@ fn to_time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
+/// Compiles each queue's overflow steps and settings against the engine's
+/// skill table: the runtime part and the ranking part, in config order.
+fn compile_queues(config: &RoutingConfig, state: &mut State) -> (Vec<QueueRuntime>, Vec<QueueRank>) {
+    let index_of = |id: &QueueId| -> QueueIdx {
+        config
+            .queues
+            .binary_search_by(|queue| queue.id.cmp(id))
+            .map_or(0, |index| index as QueueIdx)
+    };
+    let mut queues = Vec::with_capacity(config.queues.len());
+    let mut ranks = Vec::with_capacity(config.queues.len());
+    for queue in &config.queues {
+        let compile = |state: &mut State, reqs: &[crate::config::SkillRequirement]| -> Vec<Req> {
+            reqs.iter()
+                .map(|req| Req {
+                    skill: state.skills.intern(&req.skill),
+                    min: req.min_proficiency,
+                    source: RequirementSource::Queue,
+                })
+                .collect()
+        };
+        let base = compile(state, &queue.skills);
+        let mut steps = vec![CompiledStep::Requirement {
+            after_ms: 0,
+            reqs: base.clone(),
+        }];
+        let mut previous = base;
+        for step in &queue.overflow {
+            let after_ms = i64::from(step.after_seconds) * 1000;
+            match &step.action {
+                StepAction::Relax {
+                    skills,
+                    min_proficiency,
+                } => {
+                    let mut reqs = match skills {
+                        Some(skills) => compile(state, skills),
+                        None => previous.clone(),
+                    };
+                    if let Some(min) = min_proficiency {
+                        // A step only ever widens: it lowers minimums, never raises them.
+                        for req in &mut reqs {
+                            req.min = req.min.min(*min);
+                        }
+                    }
+                    previous = reqs.clone();
+                    steps.push(CompiledStep::Requirement { after_ms, reqs });
+                }
+                StepAction::MoveTo(target) => steps.push(CompiledStep::MoveTo {
+                    after_ms,
+                    queue: index_of(target),
+                }),
+            }
+        }
+        let vulnerable_req = queue.vulnerable_requires.as_ref().map(|req| Req {
+            skill: state.skills.intern(&req.skill),
+            min: req.min_proficiency,
+            source: RequirementSource::Need,
+        });
+        ranks.push(QueueRank {
+            id: queue.id.clone(),
+            priority: queue.priority,
+            ageing_ms: queue.ageing_seconds_per_point.map(|s| i64::from(s) * 1000),
+            waiting: Default::default(),
+        });
+        queues.push(QueueRuntime {
+            channel: queue.channel,
+            steps,
+            vulnerable_req,
+            offer_timeout_ms: i64::from(queue.offer_timeout_seconds) * 1000,
+            handle_ms: f64::from(queue.expected_handle_seconds) * 1000.0,
+            staffed_slots: 0,
+        });
+    }
+    (queues, ranks)
+}
+
 impl Engine {
     /// An engine with the indexed matcher.
     pub fn new(config: RoutingConfig) -> Engine {
@@ -139,75 +248,8 @@ impl Engine {
 
     fn build(config: RoutingConfig, matcher: Matcher) -> Engine {
         let mut state = State::default();
-        let index_of = |id: &QueueId| -> QueueIdx {
-            config
-                .queues
-                .binary_search_by(|queue| queue.id.cmp(id))
-                .map_or(0, |index| index as QueueIdx)
-        };
-        let mut queues = Vec::with_capacity(config.queues.len());
-        for queue in &config.queues {
-            let compile = |state: &mut State, reqs: &[crate::config::SkillRequirement]| -> Vec<Req> {
-                reqs.iter()
-                    .map(|req| Req {
-                        skill: state.skills.intern(&req.skill),
-                        min: req.min_proficiency,
-                        source: RequirementSource::Queue,
-                    })
-                    .collect()
-            };
-            let base = compile(&mut state, &queue.skills);
-            let mut steps = vec![CompiledStep::Requirement {
-                after_ms: 0,
-                reqs: base.clone(),
-            }];
-            let mut previous = base;
-            for step in &queue.overflow {
-                let after_ms = i64::from(step.after_seconds) * 1000;
-                match &step.action {
-                    StepAction::Relax {
-                        skills,
-                        min_proficiency,
-                    } => {
-                        let mut reqs = match skills {
-                            Some(skills) => compile(&mut state, skills),
-                            None => previous.clone(),
-                        };
-                        if let Some(min) = min_proficiency {
-                            // A step only ever widens: it lowers minimums, never raises them.
-                            for req in &mut reqs {
-                                req.min = req.min.min(*min);
-                            }
-                        }
-                        previous = reqs.clone();
-                        steps.push(CompiledStep::Requirement { after_ms, reqs });
-                    }
-                    StepAction::MoveTo(target) => steps.push(CompiledStep::MoveTo {
-                        after_ms,
-                        queue: index_of(target),
-                    }),
-                }
-            }
-            let vulnerable_req = queue.vulnerable_requires.as_ref().map(|req| Req {
-                skill: state.skills.intern(&req.skill),
-                min: req.min_proficiency,
-                source: RequirementSource::Need,
-            });
-            state.queues.push(QueueRank {
-                id: queue.id.clone(),
-                priority: queue.priority,
-                ageing_ms: queue.ageing_seconds_per_point.map(|s| i64::from(s) * 1000),
-                waiting: Default::default(),
-            });
-            queues.push(QueueRuntime {
-                channel: queue.channel,
-                steps,
-                vulnerable_req,
-                offer_timeout_ms: i64::from(queue.offer_timeout_seconds) * 1000,
-                handle_ms: f64::from(queue.expected_handle_seconds) * 1000.0,
-                staffed_slots: 0,
-            });
-        }
+        let (queues, ranks) = compile_queues(&config, &mut state);
+        state.queues = ranks;
         Engine {
             config,
             queues,
@@ -223,6 +265,49 @@ impl Engine {
 
     pub fn config(&self) -> &RoutingConfig {
         &self.config
+    }
+
+    /// Takes a new configuration while contacts are being routed. The queues
+    /// must stay the same (same ids and channels): their settings, skills,
+    /// overflow steps, hours, limits and the calendar change in place.
+    /// Contacts already waiting keep their place and their current
+    /// requirement; the new steps apply from each one's next overflow check,
+    /// and wait estimates count the signed-in agents against the new skills.
+    /// Adding or removing queues needs an engine without contacts; the
+    /// error says so.
+    pub fn reconfigure(&mut self, config: RoutingConfig) -> Result<(), String> {
+        let same_queues = config.queues.len() == self.config.queues.len()
+            && config
+                .queues
+                .iter()
+                .zip(&self.config.queues)
+                .all(|(new, old)| new.id == old.id && new.channel == old.channel);
+        if !same_queues {
+            return Err(
+                "queues were added, removed or moved to another channel: that applies once no contact is being routed"
+                    .to_owned(),
+            );
+        }
+        let (mut queues, ranks) = compile_queues(&config, &mut self.state);
+        for (rank, new) in self.state.queues.iter_mut().zip(ranks) {
+            rank.priority = new.priority;
+            rank.ageing_ms = new.ageing_ms;
+        }
+        for agent in &mut self.state.agents {
+            agent.staffs.clear();
+            if !agent.signed_in {
+                continue;
+            }
+            for (queue_index, queue) in queues.iter_mut().enumerate() {
+                if agent.works(queue.channel) && agent.shortfall(queue.base_reqs()).is_none() {
+                    queue.staffed_slots += slots(agent, queue.channel);
+                    agent.staffs.push(queue_index as QueueIdx);
+                }
+            }
+        }
+        self.queues = queues;
+        self.config = config;
+        Ok(())
     }
 
     /// The latest time the engine has been given.
@@ -1352,6 +1437,38 @@ impl Engine {
             }),
             _ => None,
         }
+    }
+
+    /// Where a contact stands in routing: its queue, its stage and the agent
+    /// involved; `None` once its routing is over (or for an unknown contact).
+    pub fn contact_status(&self, contact: ContactId) -> Option<ContactStatus> {
+        let index = *self.state.contact_ids.get(&contact)?;
+        let c = self.state.contact(index)?;
+        let agent_id = |agent: AgentIdx| self.state.agent(agent).map(|a| a.id);
+        let (stage, agent) = match c.state {
+            ContactState::Waiting(_) | ContactState::Detached => (ContactStage::Waiting, None),
+            ContactState::WaitingFor(agent) => (ContactStage::Waiting, agent_id(agent)),
+            ContactState::Offered(agent) => (ContactStage::Offered, agent_id(agent)),
+            ContactState::Connected(agent) => (ContactStage::Connected, agent_id(agent)),
+            ContactState::WrapUp(agent) => (ContactStage::WrapUp, agent_id(agent)),
+        };
+        Some(ContactStatus {
+            contact,
+            queue: self.queue_id(c.queue),
+            stage,
+            agent,
+            waiting: self.waiting_status(contact),
+        })
+    }
+
+    /// Every agent signed in, in the order they signed in first.
+    pub fn signed_in_agents(&self) -> Vec<AgentId> {
+        self.state
+            .agents
+            .iter()
+            .filter(|agent| agent.signed_in)
+            .map(|agent| agent.id)
+            .collect()
     }
 
     /// Every contact waiting in a queue, in the order they will be served.

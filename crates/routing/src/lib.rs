@@ -36,7 +36,7 @@ mod ranked;
 mod state;
 
 pub use config::{QueueConfig, QueueId, Redirect, RoutingConfig};
-pub use engine::{AgentStatus, Engine, WaitingStatus};
+pub use engine::{AgentStatus, ContactStage, ContactStatus, Engine, WaitingStatus};
 pub use error::{ConfigError, RoutingError, RoutingResult};
 pub use explain::{Candidate, Explanation, Trigger, Verdict};
 pub use model::{

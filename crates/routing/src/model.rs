@@ -8,6 +8,7 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use switchboard_domain::Channel;
 
 use crate::config::{QueueId, Redirect};
@@ -24,6 +25,22 @@ impl From<switchboard_domain::ContactId> for ContactId {
     }
 }
 
+/// Written as 32 hex digits: JSON numbers do not carry 128 bits everywhere.
+impl Serialize for ContactId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&format!("{:032x}", self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for ContactId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let hex = String::deserialize(deserializer)?;
+        u128::from_str_radix(&hex, 16)
+            .map(ContactId)
+            .map_err(|_| serde::de::Error::custom("contact id: expected 32 hex digits"))
+    }
+}
+
 impl fmt::Display for ContactId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "c{:x}", self.0)
@@ -32,7 +49,8 @@ impl fmt::Display for ContactId {
 
 /// An agent, as the engine knows it: the routing service numbers staff
 /// accounts, so no name or login reaches a decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct AgentId(pub u64);
 
 impl fmt::Display for AgentId {
@@ -45,7 +63,8 @@ impl fmt::Display for AgentId {
 /// ready, e.g. in a meeting) and `Offline`; the engine reports `WrapUp`
 /// after a contact ends and `Missed` after an offer times out (the agent is
 /// not offered more until they choose `Available` again).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Presence {
     Offline,
     Available,
@@ -56,7 +75,7 @@ pub enum Presence {
 }
 
 /// What an agent can do, given at sign-in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentProfile {
     /// Skill name and proficiency 1 to 5: services (`council-tax`), languages
     /// (`language-pl`), `bsl`, specialist skills (`safeguarding`).
@@ -77,7 +96,8 @@ pub struct AgentProfile {
 pub use switchboard_domain::Needs;
 
 /// Where a contact should go on arrival.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Destination {
     /// The queue for this service on the contact's channel (or the channel's
     /// fallback queue).
@@ -87,7 +107,8 @@ pub enum Destination {
 }
 
 /// Where a transfer sends a contact.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TransferTarget {
     Queue(QueueId),
     /// A named agent, who is offered it as soon as they can take it; after
@@ -96,7 +117,8 @@ pub enum TransferTarget {
 }
 
 /// The outcome an agent records at wrap-up.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Disposition {
     Resolved,
     /// Referred to a partner organisation from the config's `[partners]`.
@@ -110,7 +132,8 @@ pub enum Disposition {
 
 /// One input to the engine. Time is not part of a command: it is passed
 /// beside it, so the engine never reads a clock.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Command {
     ContactArrived {
         contact: ContactId,
@@ -277,4 +300,63 @@ pub enum Decision {
         contact: ContactId,
         outcome: Outcome,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The routing service journals commands as JSON and replays them after
+    /// a failover: every command must come back as it went in.
+    #[test]
+    fn commands_round_trip_through_json() {
+        let contact = ContactId(u128::MAX - 7);
+        let commands = vec![
+            Command::ContactArrived {
+                contact,
+                channel: Channel::FaceToFace,
+                destination: Destination::Service("council-tax".to_owned()),
+                needs: Needs {
+                    language: Some("pl".to_owned()),
+                    british_sign_language: true,
+                    ..Needs::default()
+                },
+                office: Some("lymington-town-hall".to_owned()),
+            },
+            Command::AgentSignedIn {
+                agent: AgentId(42),
+                profile: AgentProfile {
+                    skills: vec![("council-tax".to_owned(), 4), ("bsl".to_owned(), 3)],
+                    team: "revenues".to_owned(),
+                    office: None,
+                    channels: vec![Channel::Phone, Channel::Web],
+                    web_capacity: 3,
+                },
+            },
+            Command::PresenceChanged {
+                agent: AgentId(42),
+                presence: Presence::WrapUp,
+            },
+            Command::Transfer {
+                contact,
+                to: TransferTarget::Queue(QueueId::from("benefits-phone")),
+            },
+            Command::WrapUpDone {
+                contact,
+                disposition: Disposition::SignpostedTo("citizens-advice".to_owned()),
+            },
+            Command::Tick,
+        ];
+        for command in commands {
+            let json = serde_json::to_string(&command).expect("serialises");
+            let back: Command = serde_json::from_str(&json).expect("deserialises");
+            assert_eq!(back, command, "{json}");
+        }
+    }
+
+    #[test]
+    fn a_contact_id_that_is_not_hex_is_refused_by_name() {
+        let error = serde_json::from_str::<ContactId>("\"not-hex\"").expect_err("refused");
+        assert!(error.to_string().contains("contact id"), "{error}");
+    }
 }

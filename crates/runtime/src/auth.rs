@@ -611,6 +611,14 @@ pub struct Policy {
 const CONTACT_HANDLERS: &[Role] = &[Role::Agent, Role::Supervisor];
 /// Who may submit a contact: intake systems, and staff recording a call or visit.
 const CONTACT_SUBMITTERS: &[Role] = &[Role::IntakeClient, Role::Agent, Role::Supervisor];
+/// Who runs the contact-centre floor.
+const SUPERVISORS: &[Role] = &[Role::Supervisor];
+/// Who may change who is skilled for what and the routing rules, and read
+/// why a contact went where it went.
+const ROUTING_ADMINS: &[Role] = &[Role::Supervisor, Role::Admin];
+/// Who reports a waiting resident's position, hang-up or callback choice:
+/// the telephony adapter and web back end, and staff at the desk.
+const QUEUE_REPORTERS: &[Role] = &[Role::IntakeClient, Role::Agent, Role::Supervisor];
 /// Who may read operational metrics (a Prometheus scraper gets an API key
 /// with one of these roles).
 const OPERATORS: &[Role] = &[Role::Analyst, Role::Admin];
@@ -643,6 +651,44 @@ impl Policy {
                 CONTACT_HANDLERS,
             )
             .allow("/switchboard.v1.CaseService/SearchCustomers", CONTACT_HANDLERS)
+            // Routing: an agent's desktop acts for the agent signed in to it
+            // (the token's subject); supervisors also take contacts.
+            .allow("/switchboard.v1.AgentService/SignIn", CONTACT_HANDLERS)
+            .allow("/switchboard.v1.AgentService/SignOut", CONTACT_HANDLERS)
+            .allow("/switchboard.v1.AgentService/SetPresence", CONTACT_HANDLERS)
+            .allow("/switchboard.v1.AgentService/StreamUpdates", CONTACT_HANDLERS)
+            .allow("/switchboard.v1.AgentService/AcceptOffer", CONTACT_HANDLERS)
+            .allow("/switchboard.v1.AgentService/RejectOffer", CONTACT_HANDLERS)
+            .allow("/switchboard.v1.AgentService/EndContact", CONTACT_HANDLERS)
+            .allow("/switchboard.v1.AgentService/CompleteContact", CONTACT_HANDLERS)
+            .allow("/switchboard.v1.AgentService/TransferContact", CONTACT_HANDLERS)
+            // The live floor and moving work: supervisors.
+            .allow("/switchboard.v1.SupervisorService/GetLiveState", SUPERVISORS)
+            .allow("/switchboard.v1.SupervisorService/ExplainContact", ROUTING_ADMINS)
+            .allow("/switchboard.v1.SupervisorService/MoveContact", SUPERVISORS)
+            .allow("/switchboard.v1.SupervisorService/SetAgentPresence", SUPERVISORS)
+            // Who is skilled for what, and the routing rules: supervisors
+            // and administrators.
+            .allow(
+                "/switchboard.v1.SupervisorService/PutAgentProfile",
+                ROUTING_ADMINS,
+            )
+            .allow(
+                "/switchboard.v1.SupervisorService/ListAgentProfiles",
+                ROUTING_ADMINS,
+            )
+            .allow(
+                "/switchboard.v1.SupervisorService/GetRoutingConfig",
+                ROUTING_ADMINS,
+            )
+            .allow(
+                "/switchboard.v1.SupervisorService/UpdateRoutingConfig",
+                ROUTING_ADMINS,
+            )
+            // The channels report what residents do while they wait.
+            .allow("/switchboard.v1.QueueService/GetPosition", QUEUE_REPORTERS)
+            .allow("/switchboard.v1.QueueService/ReportAbandoned", QUEUE_REPORTERS)
+            .allow("/switchboard.v1.QueueService/AcceptCallback", QUEUE_REPORTERS)
     }
 
     /// Adds (or replaces) a rule open to everyone.
@@ -956,6 +1002,30 @@ mod tests {
             | "/switchboard.v1.CaseService/GetCase"
             | "/switchboard.v1.CaseService/GetCustomerTimeline"
             | "/switchboard.v1.CaseService/SearchCustomers" => Some(&[Role::Agent, Role::Supervisor]),
+            "/switchboard.v1.AgentService/SignIn"
+            | "/switchboard.v1.AgentService/SignOut"
+            | "/switchboard.v1.AgentService/SetPresence"
+            | "/switchboard.v1.AgentService/StreamUpdates"
+            | "/switchboard.v1.AgentService/AcceptOffer"
+            | "/switchboard.v1.AgentService/RejectOffer"
+            | "/switchboard.v1.AgentService/EndContact"
+            | "/switchboard.v1.AgentService/CompleteContact"
+            | "/switchboard.v1.AgentService/TransferContact" => Some(&[Role::Agent, Role::Supervisor]),
+            "/switchboard.v1.SupervisorService/GetLiveState"
+            | "/switchboard.v1.SupervisorService/MoveContact"
+            | "/switchboard.v1.SupervisorService/SetAgentPresence" => Some(&[Role::Supervisor]),
+            "/switchboard.v1.SupervisorService/ExplainContact"
+            | "/switchboard.v1.SupervisorService/PutAgentProfile"
+            | "/switchboard.v1.SupervisorService/ListAgentProfiles"
+            | "/switchboard.v1.SupervisorService/GetRoutingConfig"
+            | "/switchboard.v1.SupervisorService/UpdateRoutingConfig" => {
+                Some(&[Role::Supervisor, Role::Admin])
+            }
+            "/switchboard.v1.QueueService/GetPosition"
+            | "/switchboard.v1.QueueService/ReportAbandoned"
+            | "/switchboard.v1.QueueService/AcceptCallback" => {
+                Some(&[Role::IntakeClient, Role::Agent, Role::Supervisor])
+            }
             _ => None,
         }
     }

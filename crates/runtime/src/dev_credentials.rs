@@ -190,6 +190,29 @@ impl DevCredentials {
         })
     }
 
+    /// A development token for any staff subject, e.g. one desktop per
+    /// simulated agent in the demo, or one per agent in a test.
+    pub fn staff_token(&self, subject: &str, role: Role) -> RuntimeResult<SecretString> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_secs());
+        // A minute's leeway for clocks of other processes on the machine.
+        let not_before = now.saturating_sub(60);
+        let claims = TokenClaims {
+            sub: subject.to_owned(),
+            roles: vec![role],
+            iss: DEV_ISSUER.to_owned(),
+            aud: DEV_AUDIENCE.to_owned(),
+            iat: not_before,
+            nbf: not_before,
+            exp: now.saturating_add(DEV_TOKEN_LIFETIME_SECONDS),
+        };
+        Ok(SecretString::from(mint_hs256_token(
+            &self.signing_secret,
+            &claims,
+        )?))
+    }
+
     fn env_file_contents(&self) -> String {
         let mut contents = String::from(
             "# Development credentials for this data dir, written by switchboard.\n\

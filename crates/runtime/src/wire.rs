@@ -43,6 +43,25 @@ pub fn from_timestamp(at: &pbjson_types::Timestamp) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(at.seconds, nanos)
 }
 
+/// Needs as intake validated them; the language tag is only normalised
+/// (trimmed, lowercased), as intake stored it.
+pub fn needs_from_proto(needs: &v1::Needs) -> Needs {
+    let language = needs.language.trim().to_lowercase();
+    Needs {
+        language: (!language.is_empty()).then_some(language),
+        british_sign_language: needs.british_sign_language,
+        interpreter: needs.interpreter,
+        large_print: needs.large_print,
+        hearing_loop: needs.hearing_loop,
+        assisted_digital: needs.assisted_digital,
+        wheelchair_access: needs.wheelchair_access,
+        // Intake refuses `vulnerable` without consent; holding to the same rule
+        // here means a flag recorded without consent is never stored.
+        vulnerable: needs.vulnerable && needs.vulnerability_consent,
+        vulnerability_consent: needs.vulnerability_consent,
+    }
+}
+
 pub fn needs_to_proto(needs: &Needs) -> v1::Needs {
     v1::Needs {
         language: needs.language.clone().unwrap_or_default(),

@@ -14,7 +14,12 @@
 //! queued; the outbox relays and the consumer finish their round. What is still
 //! in an outbox then is published at the next start.
 
-use std::{net::SocketAddr, path::Path, sync::Arc};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use anyhow::Context;
 use secrecy::ExposeSecret;
@@ -29,6 +34,9 @@ use switchboard_intake::{
 };
 use switchboard_proto::v1::SubmitContactRequest;
 use switchboard_routing::RoutingConfig;
+use switchboard_routing_service::{
+    PgRoutingStore, Router, RouterSettings, RoutingConsumer, RoutingGrpc, RoutingStore, SqliteRoutingStore,
+};
 use switchboard_runtime::{GrpcServer, Health, Metrics, ServerLayers, Settings, Shutdown, http};
 use tokio::{
     net::TcpListener,
@@ -38,17 +46,25 @@ use tokio::{
 
 use crate::demo::{self, DemoLoaded};
 
+/// The routing partition a process owns when it is the active router.
+pub const DEFAULT_PARTITION: &str = "default";
+
 /// Which services one process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Services {
     All,
     Intake,
+    Routing,
     Cases,
 }
 
 impl Services {
     fn intake(self) -> bool {
         matches!(self, Services::All | Services::Intake)
+    }
+
+    fn routing(self) -> bool {
+        matches!(self, Services::All | Services::Routing)
     }
 
     fn cases(self) -> bool {
@@ -60,6 +76,7 @@ impl Services {
         match self {
             Services::All => "switchboard",
             Services::Intake => "switchboard-intake",
+            Services::Routing => "switchboard-routing",
             Services::Cases => "switchboard-cases",
         }
     }
@@ -82,6 +99,17 @@ pub struct Launch {
     /// through intake after start-up. Empty for none; ignored by a process
     /// that does not run intake.
     pub demo: Vec<SubmitContactRequest>,
+    /// The routing configuration, already validated against the catalogue;
+    /// `None` when the seeds dir has no `routing.toml`, which runs no routing.
+    pub routing: Option<RoutingSource>,
+}
+
+/// A validated routing configuration and where it came from.
+#[derive(Debug, Clone)]
+pub struct RoutingSource {
+    pub toml: String,
+    /// The file, re-read for changes while running; `None` for the built-in one.
+    pub path: Option<PathBuf>,
 }
 
 /// A started system.
@@ -172,27 +200,44 @@ pub fn load_catalogue(seeds_dir: Option<&Path>) -> anyhow::Result<Catalogue> {
 pub fn load_routing(
     seeds_dir: Option<&Path>,
     catalogue: &Catalogue,
-) -> anyhow::Result<Option<RoutingConfig>> {
-    let (file, config) = match seeds_dir {
+) -> anyhow::Result<Option<RoutingSource>> {
+    let (file, source) = match seeds_dir {
         None => (
             "seeds/routing.toml (built in)".to_owned(),
-            RoutingConfig::embedded(),
+            RoutingSource {
+                toml: RoutingConfig::embedded_toml().to_owned(),
+                path: None,
+            },
         ),
         Some(dir) => {
             let path = dir.join("routing.toml");
             if !path.is_file() {
                 return Ok(None);
             }
-            let text =
+            let toml =
                 std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-            (path.display().to_string(), RoutingConfig::parse(&text))
+            (
+                path.display().to_string(),
+                RoutingSource {
+                    toml,
+                    path: Some(path),
+                },
+            )
         }
     };
-    let config = config.with_context(|| format!("invalid routing configuration in {file}"))?;
+    check_routing(&source.toml, catalogue)
+        .with_context(|| format!("invalid routing configuration in {file}"))?;
+    Ok(Some(source))
+}
+
+/// Validates routing configuration text by its own rules and against the
+/// catalogue.
+fn check_routing(toml: &str, catalogue: &Catalogue) -> anyhow::Result<RoutingConfig> {
+    let config = RoutingConfig::parse(toml)?;
     config
         .check_catalogue(catalogue)
-        .with_context(|| format!("{file} does not match the service catalogue"))?;
-    Ok(Some(config))
+        .context("it does not match the service catalogue")?;
+    Ok(config)
 }
 
 /// The bus the settings ask for.
@@ -230,6 +275,7 @@ pub async fn start(
         catalogue,
         bus,
         demo,
+        routing,
     } = launch;
     let grpc_addr = grpc_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
@@ -243,6 +289,11 @@ pub async fn start(
     bus.ensure_queue(&QueueSpec::cases(&topology))
         .await
         .context("cannot declare the cases queue")?;
+    if routing.is_some() {
+        bus.ensure_queue(&QueueSpec::routing(&topology))
+            .await
+            .context("cannot declare the routing queue")?;
+    }
     let sealer = sealer(&settings)?;
     let metrics = Metrics::new();
     let layers = ServerLayers::from_settings(&settings, &metrics).context("auth")?;
@@ -350,6 +401,29 @@ pub async fn start(
         grpc = grpc.add_service(CasesGrpc::new(store).into_server());
     }
 
+    if services.routing() {
+        match &routing {
+            Some(source) => {
+                grpc = start_routing(
+                    source.clone(),
+                    services,
+                    &settings,
+                    &catalogue,
+                    &topology,
+                    &bus,
+                    &health,
+                    &shutdown,
+                    &mut tasks,
+                    grpc,
+                )
+                .await?;
+            }
+            None => tracing::warn!(
+                "no routing configuration (routing.toml) in the seeds dir: routing is not running"
+            ),
+        }
+    }
+
     {
         let health = health.clone();
         let health_shutdown = shutdown.clone();
@@ -387,6 +461,159 @@ pub async fn start(
     })
 }
 
+/// Starts the routing service for the default partition: its store, the
+/// router, the single-active-consumer loop, the configuration file watch and
+/// the three gRPC services.
+#[allow(clippy::too_many_arguments)]
+async fn start_routing(
+    source: RoutingSource,
+    services: Services,
+    settings: &Settings,
+    catalogue: &Arc<Catalogue>,
+    topology: &Topology,
+    bus: &Arc<dyn Bus>,
+    health: &Health,
+    shutdown: &Shutdown,
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+    grpc: GrpcServer,
+) -> anyhow::Result<GrpcServer> {
+    let store: Arc<dyn RoutingStore> = match &settings.database_url {
+        Some(url) => Arc::new(
+            PgRoutingStore::connect(url.expose_secret())
+                .await
+                .context("routing store")?,
+        ),
+        None => Arc::new(
+            SqliteRoutingStore::open(&settings.data_dir)
+                .await
+                .context("routing store")?,
+        ),
+    };
+    {
+        let store = store.clone();
+        health.add_check_fn("routing-store", move || {
+            let store = store.clone();
+            async move { store.check().await }
+        });
+    }
+    let check_catalogue = catalogue.clone();
+    let wake = Arc::new(Notify::new());
+    let router = Router::new(
+        RouterSettings {
+            partition: DEFAULT_PARTITION.to_owned(),
+            owner: format!(
+                "{}:{}",
+                std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".to_owned()),
+                std::process::id()
+            ),
+            config_toml: source.toml.clone(),
+            config_check: Arc::new(move |config: &RoutingConfig| {
+                config
+                    .check_catalogue(&check_catalogue)
+                    .map_err(|error| error.to_string())
+            }),
+        },
+        store.clone(),
+        wake.clone(),
+    );
+    if services == Services::Routing {
+        // A router process standing by is not ready, so load balancers send
+        // agent desktops and supervisors to the active one. (In `up`, the
+        // process also runs intake and cases, which a standby serves.)
+        let router = router.clone();
+        health.add_check_fn("routing-partition", move || {
+            let active = router.is_active();
+            async move {
+                if active {
+                    Ok(())
+                } else {
+                    Err("standing by: another process routes this partition")
+                }
+            }
+        });
+    }
+    let consumer = RoutingConsumer::new(
+        router.clone(),
+        store,
+        bus.clone(),
+        QueueSpec::routing(topology),
+        wake,
+    );
+    let consumer_shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        consumer
+            .run(consumer_shutdown.wait_owned())
+            .await
+            .context("routing consumer")
+    });
+    if let Some(path) = source.path {
+        let watch_router = router.clone();
+        let watch_shutdown = shutdown.clone();
+        let catalogue = catalogue.clone();
+        tasks.spawn(async move {
+            watch_routing_file(path, source.toml, catalogue, watch_router, watch_shutdown).await;
+            Ok(())
+        });
+    }
+    for service in [
+        "switchboard.v1.AgentService",
+        "switchboard.v1.SupervisorService",
+        "switchboard.v1.QueueService",
+    ] {
+        health.track_grpc_service(service).await;
+    }
+    let routing = RoutingGrpc::new(router);
+    Ok(grpc
+        .add_service(routing.agent_server())
+        .add_service(routing.supervisor_server())
+        .add_service(routing.queue_server()))
+}
+
+/// How often a running router looks at its routing.toml for changes.
+const ROUTING_FILE_CHECK: Duration = Duration::from_secs(2);
+
+/// Re-reads the routing configuration file while running and applies each
+/// change that validates; one that does not is logged with the key named,
+/// and the configuration in force stays.
+async fn watch_routing_file(
+    path: PathBuf,
+    mut applied: String,
+    catalogue: Arc<Catalogue>,
+    router: Arc<Router>,
+    shutdown: Shutdown,
+) {
+    let mut refused: Option<String> = None;
+    loop {
+        tokio::select! {
+            () = shutdown.wait() => return,
+            () = tokio::time::sleep(ROUTING_FILE_CHECK) => {}
+        }
+        let Ok(text) = tokio::fs::read_to_string(&path).await else {
+            continue;
+        };
+        if text == applied || refused.as_deref() == Some(text.as_str()) {
+            continue;
+        }
+        if let Err(error) = check_routing(&text, &catalogue) {
+            tracing::warn!(file = %path.display(), error.message = %format!("{error:#}"), "routing configuration not reloaded: it does not validate");
+            refused = Some(text);
+            continue;
+        }
+        match router.reconfigure(&text).await {
+            Ok(_) => {
+                tracing::info!(file = %path.display(), "routing configuration reloaded");
+                applied = text;
+                refused = None;
+            }
+            // Queues added or removed while contacts are routed: tried again
+            // at the next check, so it applies once the partition is quiet.
+            Err(error) => {
+                tracing::info!(file = %path.display(), error.message = %error, "routing configuration change waits");
+            }
+        }
+    }
+}
+
 fn add_store_check<S: IntakeStore>(health: &Health, name: &str, store: Arc<S>) {
     health.add_check_fn(name, move || {
         let store = store.clone();
@@ -416,7 +643,9 @@ mod tests {
     fn the_built_in_routing_matches_the_built_in_catalogue() {
         let catalogue = load_catalogue(None).expect("catalogue");
         let routing = load_routing(None, &catalogue).expect("valid").expect("built in");
-        assert!(routing.queue("council-tax-phone").is_some());
+        let config = RoutingConfig::parse(&routing.toml).expect("parses");
+        assert!(config.queue("council-tax-phone").is_some());
+        assert!(routing.path.is_none());
     }
 
     #[test]

@@ -146,6 +146,8 @@ async fn measure(
             catalogue: catalogue.clone(),
             bus: None,
             demo: Vec::new(),
+            // The spine's figures: intake to the case store.
+            routing: None,
         };
         async move {
             let grpc = TcpListener::bind("127.0.0.1:0").await?;

@@ -82,6 +82,7 @@ pub enum Command {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ServiceName {
     Intake,
+    Routing,
     Cases,
 }
 

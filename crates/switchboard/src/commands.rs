@@ -39,6 +39,7 @@ pub async fn up(global: &GlobalOptions) -> anyhow::Result<()> {
 pub async fn serve(global: &GlobalOptions, service: ServiceName) -> anyhow::Result<()> {
     let services = match service {
         ServiceName::Intake => Services::Intake,
+        ServiceName::Routing => Services::Routing,
         ServiceName::Cases => Services::Cases,
     };
     run(global, services).await
@@ -60,8 +61,9 @@ async fn run(global: &GlobalOptions, services: Services) -> anyhow::Result<()> {
     }
     let dev_credentials = DevCredentials::apply_if_unconfigured(&mut settings)?;
     let catalogue = Arc::new(app::load_catalogue(settings.seeds_dir.as_deref())?);
-    if app::load_routing(settings.seeds_dir.as_deref(), &catalogue)?.is_none() {
-        tracing::info!("no routing.toml in the seeds dir: no routing configuration to check");
+    let routing = app::load_routing(settings.seeds_dir.as_deref(), &catalogue)?;
+    if routing.is_none() {
+        tracing::info!("no routing.toml in the seeds dir: routing is not running");
     }
     // Read and validated before anything starts, so a mistake in demo.toml
     // stops start-up with the contact and field named.
@@ -81,6 +83,7 @@ async fn run(global: &GlobalOptions, services: Services) -> anyhow::Result<()> {
         catalogue,
         bus: None,
         demo,
+        routing,
     };
     let running = app::start(launch, grpc_listener, http_listener, shutdown).await?;
     print_welcome(&settings, &running, dev_credentials.as_ref(), demo_contacts);

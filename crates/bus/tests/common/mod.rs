@@ -247,6 +247,10 @@ impl Bus for FlakyBus {
         self.inner.publish(batch).await
     }
 
+    async fn send_to_queue(&self, queue: &str, batch: &[Envelope]) -> BusResult<()> {
+        self.inner.send_to_queue(queue, batch).await
+    }
+
     async fn ensure_queue(&self, spec: &switchboard_bus::QueueSpec) -> BusResult<()> {
         self.inner.ensure_queue(spec).await
     }

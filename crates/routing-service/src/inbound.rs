@@ -1,0 +1,79 @@
+//! Messages on a routing partition queue, as router inputs. Routing reads
+//! no personal data: the sealed part of `contact.received` stays sealed.
+
+use switchboard_bus::Envelope;
+use switchboard_proto::{event_types, v1};
+use switchboard_routing::ContactId;
+use switchboard_runtime::wire::{channel_from_proto, from_timestamp, needs_from_proto};
+use uuid::Uuid;
+
+use crate::journal::ContactInfo;
+use crate::router::Inbound;
+
+/// What one message is to the consumer.
+#[derive(Debug)]
+pub(crate) enum Message {
+    /// A router's heartbeat: whoever receives it is the active consumer.
+    Heartbeat,
+    Event(Box<Inbound>),
+}
+
+/// Decodes one message, or says why it can never be applied.
+pub(crate) fn decode(envelope: &Envelope) -> Result<Message, String> {
+    let event = &envelope.event;
+    if event.r#type == event_types::ROUTING_HEARTBEAT {
+        return Ok(Message::Heartbeat);
+    }
+    let event_id = Uuid::parse_str(&event.id).map_err(|_| "event id is not a uuid".to_owned())?;
+    let contact_id = |id: &str| {
+        Uuid::parse_str(id)
+            .map(|uuid| ContactId(uuid.as_u128()))
+            .map_err(|_| "contact_id is not a uuid".to_owned())
+    };
+    let inbound = match &event.payload {
+        Some(v1::event::Payload::ContactReceived(received)) => {
+            let channel = channel_from_proto(received.channel)
+                .ok_or_else(|| "channel is unspecified or unknown".to_owned())?;
+            let received_at = received
+                .received_at
+                .as_ref()
+                .or(event.occurred_at.as_ref())
+                .and_then(from_timestamp)
+                .ok_or_else(|| "received_at is missing or out of range".to_owned())?;
+            if received.service.is_empty() {
+                return Err("service is empty".to_owned());
+            }
+            let office = (!received.office_id.is_empty()).then(|| received.office_id.clone());
+            Inbound::Contact {
+                event_id,
+                info: ContactInfo {
+                    contact: contact_id(&received.contact_id)?,
+                    reference: received.reference.clone(),
+                    service: received.service.clone(),
+                    channel,
+                    needs: received.needs.as_ref().map(needs_from_proto).unwrap_or_default(),
+                    received_at,
+                    case_reference: None,
+                    case_contact_count: 0,
+                    callback_queue: None,
+                    queue: None,
+                },
+                office,
+            }
+        }
+        Some(v1::event::Payload::CaseOpened(opened)) => Inbound::CaseContext {
+            event_id,
+            contact: contact_id(&opened.contact_id)?,
+            case_reference: opened.reference.clone(),
+            case_contact_count: 1,
+        },
+        Some(v1::event::Payload::CaseUpdated(updated)) => Inbound::CaseContext {
+            event_id,
+            contact: contact_id(&updated.contact_id)?,
+            case_reference: updated.reference.clone(),
+            case_contact_count: updated.contact_count,
+        },
+        _ => Inbound::Ignored { event_id },
+    };
+    Ok(Message::Event(Box::new(inbound)))
+}
