@@ -9,11 +9,13 @@
 //! - [`outbox`]: services write envelopes to their outbox table in the same
 //!   transaction as their change ([`OutboxStore`]); the [`OutboxRelay`]
 //!   publishes them and deletes them once confirmed.
-//! - [`bus`]: the [`Bus`] trait (publish with confirms, declare, subscribe,
-//!   readiness) and what subscribers get: a [`Subscription`] yielding batches of
-//!   [`Delivery`], each acked, retried or rejected to the dead-letter queue.
+//! - [`bus`]: the [`Bus`] trait (publish with confirms, send to one queue,
+//!   declare, subscribe, readiness) and what subscribers get: a
+//!   [`Subscription`] yielding batches of [`Delivery`], each acked, retried or
+//!   rejected to the dead-letter queue.
 //! - [`topology`]: exchange and queue names under a prefix ([`Topology`]) and
-//!   the queues to declare ([`QueueSpec`]); topic matching.
+//!   the queues to declare ([`QueueSpec`]), routing partitions with a single
+//!   active consumer; topic matching.
 //! - [`rabbit`]: [`RabbitBus`], RabbitMQ via lapin with a supervised,
 //!   reconnecting connection. [`memory`]: [`InProcessBus`], the same semantics
 //!   in memory for the embedded mode. One contract test suite runs against both.

@@ -232,6 +232,10 @@ impl RabbitBus {
             .iter()
             .map(|spec| spec.name.clone())
             .collect();
+        // The queues every process declares at start, even when this bus
+        // declared none of them.
+        queues.push(QueueSpec::cases(topology).name);
+        queues.push(QueueSpec::routing(topology).name);
         queues.push(QueueSpec::dead_letter(topology).name);
         queues.push(QueueSpec::analytics(topology).name);
         queues.sort();

@@ -71,6 +71,12 @@ contract_suite! {
     outbox_relay_survives_bus_outage => standard,
     consume_applies_outcomes_until_shutdown => standard,
     check_reports_ready => standard,
+    send_to_queue_reaches_only_that_queue => standard,
+    send_to_an_unknown_queue_is_an_error => standard,
+    single_active_consumer_delivers_to_the_first_subscription_only => standard,
+    single_active_consumer_hands_over_when_the_active_one_goes => standard,
+    competing_consumers_share_a_queue_without_single_active_consumer => standard,
+    single_active_consumer_is_part_of_a_queue_declaration => standard,
 }
 
 async fn publish_is_confirmed_and_delivered_intact(harness: Arc<Harness>) {
@@ -665,4 +671,229 @@ async fn consume_applies_outcomes_until_shutdown(harness: Arc<Harness>) {
 
 async fn check_reports_ready(harness: Arc<Harness>) {
     harness.bus.check().await.expect("ready");
+}
+
+async fn send_to_queue_reaches_only_that_queue(harness: Arc<Harness>) {
+    let bus = &harness.bus;
+    let target = QueueSpec::quorum(&harness.topology, "target", &["contact.#"]);
+    let everything = QueueSpec::quorum(&harness.topology, "everything", &["#"]);
+    let mut target_sub = bus.subscribe(&target, 10).await.expect("subscribe");
+    let mut everything_sub = bus.subscribe(&everything, 10).await.expect("subscribe");
+    let mut stream_sub = bus
+        .subscribe(
+            &QueueSpec::analytics(&harness.topology).from_offset(StreamOffset::Next),
+            10,
+        )
+        .await
+        .expect("subscribe stream");
+
+    // The target's bindings do not matter: a type it is not bound to arrives too.
+    let mut sent = events("contact.received", 2);
+    sent.push(event("router.heartbeat"));
+    sent[1].traceparent = None;
+    bus.send_to_queue(&target.name, &sent).await.expect("send");
+    bus.send_to_queue(&target.name, &[]).await.expect("empty send");
+
+    let received = receive(&mut target_sub, 3).await;
+    for (delivery, envelope) in received.iter().zip(&sent) {
+        assert_eq!(&delivery.envelope, envelope, "event and traceparent round-trip");
+        assert!(!delivery.redelivered);
+        assert_eq!(delivery.delivery_count, 0);
+        assert_eq!(delivery.dead_letter, None);
+    }
+    ack_all(received).await.expect("ack");
+
+    // A marker published through the exchange reaches every bound queue and
+    // the stream. Queues and streams are FIFO, so the marker coming first
+    // proves the sent messages never reached them.
+    let marker = event("contact.received");
+    bus.publish(std::slice::from_ref(&marker))
+        .await
+        .expect("publish marker");
+    for subscription in [&mut everything_sub, &mut stream_sub, &mut target_sub] {
+        let first = receive(subscription, 1).await;
+        assert_eq!(
+            ids(&first),
+            [marker.event_id()],
+            "{}: the marker comes first",
+            subscription.queue()
+        );
+        ack_all(first).await.expect("ack");
+    }
+    // Bounded waits for deliveries that must not come (nothing else was sent).
+    assert_quiet(&mut everything_sub).await;
+    assert_quiet(&mut stream_sub).await;
+    assert_quiet(&mut target_sub).await;
+}
+
+async fn send_to_an_unknown_queue_is_an_error(harness: Arc<Harness>) {
+    let bus = &harness.bus;
+    let missing = harness.topology.name("nowhere");
+    let sent = event("router.heartbeat");
+    let error = bus
+        .send_to_queue(&missing, std::slice::from_ref(&sent))
+        .await
+        .expect_err("no such queue");
+    assert!(
+        matches!(&error, BusError::Queue { queue, .. } if *queue == missing),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains(&missing), "{error}");
+    assert!(!error.is_transient(), "retrying cannot create the queue");
+
+    // Invalid events are refused before anything is sent, as by `publish`.
+    let mut nameless = event("router.heartbeat");
+    nameless.event.r#type.clear();
+    let spec = QueueSpec::quorum(&harness.topology, "known", &["contact.#"]);
+    let mut subscription = bus.subscribe(&spec, 10).await.expect("subscribe");
+    assert!(matches!(
+        bus.send_to_queue(&spec.name, &[nameless]).await,
+        Err(BusError::InvalidEvent(_))
+    ));
+
+    // The bus is still usable, for sending and publishing.
+    bus.send_to_queue(&spec.name, std::slice::from_ref(&sent))
+        .await
+        .expect("send to a queue that exists");
+    let published = event("contact.received");
+    bus.publish(std::slice::from_ref(&published))
+        .await
+        .expect("publish");
+    let received = receive(&mut subscription, 2).await;
+    assert_eq!(ids(&received), [sent.event_id(), published.event_id()]);
+    ack_all(received).await.expect("ack");
+    assert_quiet(&mut subscription).await;
+}
+
+async fn single_active_consumer_delivers_to_the_first_subscription_only(harness: Arc<Harness>) {
+    let bus = &harness.bus;
+    let spec = QueueSpec::routing_partition(&harness.topology, "north").expect("valid partition");
+    assert!(spec.single_active_consumer);
+    // The first has room for one unsettled delivery; the second for plenty.
+    let mut first = bus.subscribe(&spec, 1).await.expect("subscribe first");
+    let mut second = bus.subscribe(&spec, 10).await.expect("subscribe second");
+
+    let mut sent = events("contact.received", 2);
+    sent.push(event("case.opened"));
+    bus.publish(&sent[..2]).await.expect("publish");
+    bus.send_to_queue(&spec.name, &sent[2..]).await.expect("send");
+
+    let mut received = Vec::new();
+    for _ in 0..sent.len() {
+        let batch = receive(&mut first, 1).await;
+        received.extend(ids(&batch));
+        // While the first holds its only credit, the second still gets
+        // nothing: a bounded wait for a delivery that must not come.
+        assert_quiet(&mut second).await;
+        ack_all(batch).await.expect("ack");
+    }
+    assert_eq!(
+        received,
+        envelope_ids(&sent),
+        "all of them, in order, to the first"
+    );
+    assert_quiet(&mut first).await;
+    assert_quiet(&mut second).await;
+}
+
+async fn single_active_consumer_hands_over_when_the_active_one_goes(harness: Arc<Harness>) {
+    let bus = &harness.bus;
+    let spec = QueueSpec::routing_partition(&harness.topology, "south").expect("valid partition");
+    let mut first = bus.subscribe(&spec, 10).await.expect("subscribe first");
+    let mut second = bus.subscribe(&spec, 10).await.expect("subscribe second");
+    let mut third = bus.subscribe(&spec, 10).await.expect("subscribe third");
+
+    let sent = events("contact.received", 3);
+    bus.publish(&sent).await.expect("publish");
+    let mut at_first = receive(&mut first, 3).await;
+    assert_eq!(ids(&at_first), envelope_ids(&sent));
+    // The first acks one and leaves two unsettled when it goes.
+    let held = at_first.split_off(1);
+    ack_all(at_first).await.expect("ack");
+    drop(first);
+
+    // The next in line takes over, unsettled deliveries first, in order.
+    let at_second = receive(&mut second, 2).await;
+    assert_eq!(ids(&at_second), envelope_ids(&sent[1..]));
+    for delivery in &at_second {
+        assert!(delivery.redelivered, "{delivery:?}");
+    }
+    // The old deliveries can no longer be settled: their subscription is gone.
+    for delivery in held {
+        assert!(delivery.ack().await.is_err(), "acked after the hand-over");
+    }
+    ack_all(at_second).await.expect("ack");
+
+    // And everything after.
+    let later = event("case.updated");
+    bus.publish(std::slice::from_ref(&later)).await.expect("publish");
+    let batch = receive(&mut second, 1).await;
+    assert_eq!(ids(&batch), [later.event_id()]);
+    ack_all(batch).await.expect("ack");
+    // Bounded waits for deliveries that must not come: nothing is left, and
+    // the third waits its turn.
+    assert_quiet(&mut second).await;
+    assert_quiet(&mut third).await;
+}
+
+async fn competing_consumers_share_a_queue_without_single_active_consumer(harness: Arc<Harness>) {
+    let bus = &harness.bus;
+    let spec = QueueSpec::quorum(&harness.topology, "shared", &["contact.#"]);
+    assert!(!spec.single_active_consumer);
+    // One unsettled delivery each: two messages need both subscriptions.
+    let mut one = bus.subscribe(&spec, 1).await.expect("subscribe one");
+    let mut two = bus.subscribe(&spec, 1).await.expect("subscribe two");
+    let sent = events("contact.received", 2);
+    bus.publish(&sent).await.expect("publish");
+
+    let at_one = receive(&mut one, 1).await;
+    let at_two = receive(&mut two, 1).await;
+    let mut received: Vec<String> = ids(&at_one).into_iter().chain(ids(&at_two)).collect();
+    received.sort();
+    let mut expected = envelope_ids(&sent);
+    expected.sort();
+    assert_eq!(received, expected, "each to one of them");
+    ack_all(at_one).await.expect("ack");
+    ack_all(at_two).await.expect("ack");
+    assert_quiet(&mut one).await;
+    assert_quiet(&mut two).await;
+}
+
+async fn single_active_consumer_is_part_of_a_queue_declaration(harness: Arc<Harness>) {
+    let bus = &harness.bus;
+    let partition = QueueSpec::routing_partition(&harness.topology, "east").expect("valid partition");
+    bus.ensure_queue(&partition).await.expect("declare");
+    bus.ensure_queue(&partition).await.expect("declare again");
+    bus.ensure_queue(&QueueSpec::routing(&harness.topology))
+        .await
+        .expect("default partition");
+
+    let mut without = partition.clone();
+    without.single_active_consumer = false;
+    let error = bus.ensure_queue(&without).await.expect_err("declared with it");
+    assert!(
+        matches!(&error, BusError::Queue { queue, .. } if *queue == partition.name),
+        "{error:?}"
+    );
+
+    let plain = QueueSpec::quorum(&harness.topology, "plain", &["contact.#"]);
+    bus.ensure_queue(&plain).await.expect("declare plain");
+    let mut with = plain.clone();
+    with.single_active_consumer = true;
+    let error = bus.ensure_queue(&with).await.expect_err("declared without it");
+    assert!(
+        matches!(&error, BusError::Queue { queue, .. } if *queue == plain.name),
+        "{error:?}"
+    );
+
+    // The refused declarations changed nothing: the partition still takes turns.
+    let mut first = bus.subscribe(&partition, 10).await.expect("subscribe");
+    let mut second = bus.subscribe(&partition, 10).await.expect("subscribe");
+    let sent = events("contact.received", 2);
+    bus.send_to_queue(&partition.name, &sent).await.expect("send");
+    let received = receive(&mut first, 2).await;
+    assert_eq!(ids(&received), envelope_ids(&sent));
+    ack_all(received).await.expect("ack");
+    // A bounded wait for a delivery that must not come.
+    assert_quiet(&mut second).await;
 }

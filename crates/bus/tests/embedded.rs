@@ -165,3 +165,57 @@ async fn the_relay_deletes_rows_only_once_applied_and_leaves_them_on_shutdown() 
     relay.await.expect("relay task");
     assert_eq!(outbox.deleted.lock().expect("lock").len(), sent.len());
 }
+
+#[tokio::test]
+async fn send_to_queue_is_confirmed_once_that_queue_settles() {
+    let (bus, topology) = settled_bus();
+    let target = QueueSpec::quorum(&topology, "target", &["contact.#"]);
+    // Bound to everything and never consumed: were it counted, the confirm
+    // would never come.
+    let bystander = QueueSpec::quorum(&topology, "bystander", &["#"]);
+    bus.ensure_queue(&bystander).await.expect("declare");
+    let mut consumer = bus.subscribe(&target, 10).await.expect("subscribe");
+
+    let sent = events("router.heartbeat", 2);
+    let send = {
+        let bus = bus.clone();
+        let queue = target.name.clone();
+        let sent = sent.clone();
+        tokio::spawn(async move { bus.send_to_queue(&queue, &sent).await })
+    };
+    let delivered = receive(&mut consumer, 2).await;
+    assert_eq!(ids(&delivered), envelope_ids(&sent));
+    assert_still_waiting(&send).await;
+    ack_all(delivered).await.expect("ack");
+    confirmed(send).await;
+    assert_eq!(bus.queue_depth(&bystander.name), Some(0));
+}
+
+#[tokio::test]
+async fn a_handed_over_message_is_confirmed_when_the_next_consumer_settles_it() {
+    let (bus, topology) = settled_bus();
+    let partition = QueueSpec::routing_partition(&topology, "north").expect("valid partition");
+    let mut active = bus.subscribe(&partition, 10).await.expect("subscribe");
+    let mut standby = bus.subscribe(&partition, 10).await.expect("subscribe");
+
+    let sent = events("contact.received", 1);
+    let publish = publish_in_background(&bus, sent.clone());
+    let held = receive(&mut active, 1).await;
+    // The active subscription goes without settling it (a router stopping).
+    drop(active);
+    assert_still_waiting(&publish).await;
+    let mut handed_over = receive(&mut standby, 1).await;
+    assert_eq!(ids(&handed_over), envelope_ids(&sent));
+    let handed_over = handed_over.remove(0);
+    assert!(handed_over.redelivered);
+    assert_eq!(handed_over.delivery_count, 1, "the hand-over counts as a return");
+
+    // The old delivery cannot settle it any more, nor confirm it by mistake.
+    for delivery in held {
+        let error = delivery.ack().await.expect_err("its subscription is gone");
+        assert!(error.to_string().contains(sent[0].event_id()), "{error}");
+    }
+    assert_still_waiting(&publish).await;
+    handed_over.ack().await.expect("ack");
+    confirmed(publish).await;
+}

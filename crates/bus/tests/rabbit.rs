@@ -1,5 +1,6 @@
-//! RabbitMQ-only behaviour: what the messages look like on the wire, and the
-//! supervised connection surviving a broker-side close.
+//! RabbitMQ-only behaviour: what the messages look like on the wire, what the
+//! broker holds for single-active-consumer queues, and the supervised
+//! connection surviving a broker-side close.
 
 mod common;
 
@@ -38,73 +39,84 @@ async fn messages_carry_amqp_properties_and_cloudevents_headers() {
                 .await
                 .expect("raw connection");
             let channel = connection.create_channel().await.expect("channel");
-            let deadline = Instant::now() + PATIENCE;
-            let message = loop {
-                let got = channel
-                    .basic_get(spec.name.as_str().into(), BasicGetOptions { no_ack: true })
-                    .await
-                    .expect("basic.get");
-                if let Some(message) = got {
-                    break message;
-                }
-                assert!(Instant::now() < deadline, "message never reached the queue");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            };
-            let properties = &message.delivery.properties;
-            assert_eq!(
-                properties.message_id().as_ref().map(|id| id.as_str()),
-                Some(sent.event_id())
-            );
-            assert_eq!(
-                properties.kind().as_ref().map(|kind| kind.as_str()),
-                Some("contact.received")
-            );
-            assert_eq!(
-                properties.content_type().as_ref().map(|kind| kind.as_str()),
-                Some("application/protobuf")
-            );
-            assert_eq!(properties.app_id().as_ref().map(|app| app.as_str()), Some("test"));
-            assert_eq!(*properties.delivery_mode(), Some(2), "persistent");
-            let occurred_at = sent.event.occurred_at.as_ref().expect("occurred_at");
-            assert_eq!(
-                *properties.timestamp(),
-                Some(u64::try_from(occurred_at.seconds).expect("positive"))
-            );
+            let message = get_raw(&channel, &spec.name).await;
+            assert_eq!(message.delivery.exchange.as_str(), harness.topology.exchange());
             assert_eq!(message.delivery.routing_key.as_str(), "contact.received");
-
-            let headers = properties.headers().as_ref().expect("headers");
-            assert_eq!(
-                header_text(headers, "cloudEvents:specversion").as_deref(),
-                Some("1.0")
-            );
-            assert_eq!(
-                header_text(headers, "cloudEvents:id").as_deref(),
-                Some(sent.event_id())
-            );
-            assert_eq!(
-                header_text(headers, "cloudEvents:type").as_deref(),
-                Some("contact.received")
-            );
-            assert_eq!(
-                header_text(headers, "cloudEvents:source").as_deref(),
-                Some("test")
-            );
-            assert_eq!(
-                header_text(headers, "cloudEvents:subject").as_deref(),
-                Some(sent.event.subject.as_str())
-            );
-            let time = header_text(headers, "cloudEvents:time").expect("time");
-            let parsed = chrono::DateTime::parse_from_rfc3339(&time).expect("RFC 3339 time");
-            assert_eq!(parsed.timestamp(), occurred_at.seconds);
-            assert_eq!(header_text(headers, "traceparent").as_deref(), Some(PARENT));
-
-            let decoded =
-                switchboard_bus::Envelope::decode_body(sent.event_id(), &message.delivery.data, None)
-                    .expect("body is a switchboard.v1.Event");
-            assert_eq!(decoded.event, sent.event);
+            assert_carries(&message.delivery, &sent);
             let _closed = connection.close(200, "done".into()).await;
         })
         .await;
+}
+
+/// Takes one message from `queue` with `basic.get`, waiting up to [`PATIENCE`].
+async fn get_raw(channel: &lapin::Channel, queue: &str) -> lapin::message::BasicGetMessage {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let got = channel
+            .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+            .await
+            .expect("basic.get");
+        if let Some(message) = got {
+            return message;
+        }
+        assert!(Instant::now() < deadline, "message never reached {queue}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Asserts `message` carries `sent` as DESIGN.md says: AMQP properties,
+/// CloudEvents headers, `traceparent`, and the event as the body.
+fn assert_carries(message: &lapin::message::Delivery, sent: &switchboard_bus::Envelope) {
+    let properties = &message.properties;
+    assert_eq!(
+        properties.message_id().as_ref().map(|id| id.as_str()),
+        Some(sent.event_id())
+    );
+    assert_eq!(
+        properties.kind().as_ref().map(|kind| kind.as_str()),
+        Some(sent.event_type())
+    );
+    assert_eq!(
+        properties.content_type().as_ref().map(|kind| kind.as_str()),
+        Some("application/protobuf")
+    );
+    assert_eq!(properties.app_id().as_ref().map(|app| app.as_str()), Some("test"));
+    assert_eq!(*properties.delivery_mode(), Some(2), "persistent");
+    let occurred_at = sent.event.occurred_at.as_ref().expect("occurred_at");
+    assert_eq!(
+        *properties.timestamp(),
+        Some(u64::try_from(occurred_at.seconds).expect("positive"))
+    );
+
+    let headers = properties.headers().as_ref().expect("headers");
+    assert_eq!(
+        header_text(headers, "cloudEvents:specversion").as_deref(),
+        Some("1.0")
+    );
+    assert_eq!(
+        header_text(headers, "cloudEvents:id").as_deref(),
+        Some(sent.event_id())
+    );
+    assert_eq!(
+        header_text(headers, "cloudEvents:type").as_deref(),
+        Some(sent.event_type())
+    );
+    assert_eq!(
+        header_text(headers, "cloudEvents:source").as_deref(),
+        Some("test")
+    );
+    assert_eq!(
+        header_text(headers, "cloudEvents:subject").as_deref(),
+        Some(sent.event.subject.as_str())
+    );
+    let time = header_text(headers, "cloudEvents:time").expect("time");
+    let parsed = chrono::DateTime::parse_from_rfc3339(&time).expect("RFC 3339 time");
+    assert_eq!(parsed.timestamp(), occurred_at.seconds);
+    assert_eq!(header_text(headers, "traceparent").as_deref(), Some(PARENT));
+
+    let decoded = switchboard_bus::Envelope::decode_body(sent.event_id(), &message.data, None)
+        .expect("body is a switchboard.v1.Event");
+    assert_eq!(decoded.event, sent.event);
 }
 
 #[tokio::test]
@@ -286,6 +298,106 @@ async fn reconnects_after_the_broker_closes_the_connection() {
             assert_eq!(ids(&batch), [after.event_id()]);
             ack_all(batch).await.expect("ack");
             assert_eq!(rabbit.reconnects(), 1);
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn send_to_queue_uses_the_default_exchange_with_the_same_properties() {
+    Harness::rabbit(Topology::random_for_test())
+        .await
+        .run(|harness: Arc<Harness>| async move {
+            let spec = QueueSpec::quorum(&harness.topology, "direct", &["contact.#"]);
+            harness.bus.ensure_queue(&spec).await.expect("declare");
+            // A type the queue is not bound to: bindings play no part.
+            let sent = event("router.heartbeat");
+            harness
+                .bus
+                .send_to_queue(&spec.name, std::slice::from_ref(&sent))
+                .await
+                .expect("send");
+
+            let connection = lapin::Connection::connect(&amqp_url(), lapin::ConnectionProperties::default())
+                .await
+                .expect("raw connection");
+            let channel = connection.create_channel().await.expect("channel");
+            let message = get_raw(&channel, &spec.name).await;
+            // The default exchange, keyed by the queue's name: no binding saw it.
+            assert_eq!(message.delivery.exchange.as_str(), "");
+            assert_eq!(message.delivery.routing_key.as_str(), spec.name);
+            assert_carries(&message.delivery, &sent);
+            let _closed = connection.close(200, "done".into()).await;
+        })
+        .await;
+}
+
+/// The tab-separated columns of the `rabbitmqctl` listing lines about `queue`
+/// (the first column is the queue name).
+fn listed<'a>(listing: &'a str, queue: &str) -> Vec<Vec<&'a str>> {
+    listing
+        .lines()
+        .map(|line| line.split('\t').collect::<Vec<_>>())
+        .filter(|columns| columns.first() == Some(&queue))
+        .collect()
+}
+
+#[tokio::test]
+async fn routing_partitions_are_declared_with_a_single_active_consumer() {
+    Harness::rabbit(Topology::random_for_test())
+        .await
+        .run(|harness: Arc<Harness>| async move {
+            let partition =
+                QueueSpec::routing_partition(&harness.topology, "north").expect("valid partition");
+            let routing = QueueSpec::routing(&harness.topology);
+            let cases = QueueSpec::cases(&harness.topology);
+            for spec in [&partition, &routing, &cases] {
+                harness.bus.ensure_queue(spec).await.expect("declare");
+            }
+
+            // What the broker holds, as an operator sees it.
+            let queues = rabbitmqctl(&[
+                "list_queues",
+                "--quiet",
+                "--no-table-headers",
+                "name",
+                "arguments",
+            ])
+            .await;
+            for (spec, expected) in [(&partition, true), (&routing, true), (&cases, false)] {
+                let lines = listed(&queues, &spec.name);
+                assert_eq!(lines.len(), 1, "{} once in:\n{queues}", spec.name);
+                let arguments = lines[0].get(1).copied().unwrap_or_default();
+                assert_eq!(
+                    arguments.contains(r#"{"x-single-active-consumer",true}"#),
+                    expected,
+                    "{}: {arguments}",
+                    spec.name
+                );
+                assert!(arguments.contains(r#"{"x-queue-type","quorum"}"#), "{arguments}");
+            }
+
+            // Two subscriptions: the broker makes one active, the other waits.
+            let _first = harness.bus.subscribe(&partition, 10).await.expect("subscribe");
+            let _second = harness.bus.subscribe(&partition, 10).await.expect("subscribe");
+            let consumers = rabbitmqctl(&[
+                "list_consumers",
+                "--quiet",
+                "--no-table-headers",
+                "queue_name",
+                "active",
+                "activity_status",
+            ])
+            .await;
+            let mut states: Vec<(&str, &str)> = listed(&consumers, &partition.name)
+                .iter()
+                .map(|columns| (columns[1], columns[2]))
+                .collect();
+            states.sort_unstable();
+            assert_eq!(
+                states,
+                [("false", "waiting"), ("true", "single_active")],
+                "in:\n{consumers}"
+            );
         })
         .await;
 }
