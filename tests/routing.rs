@@ -284,3 +284,276 @@ async fn the_standby_router_takes_over_when_the_active_one_is_killed() {
     intake.terminate().await.expect("intake stops");
     observer.stop().await;
 }
+
+/// The whole system embedded (SQLite, in-process bus), routing with `routing`.
+async fn embedded_with_routing(
+    data_dir: &std::path::Path,
+    routing: switchboard::app::RoutingSource,
+) -> (switchboard::app::Running, switchboard_runtime::DevCredentials) {
+    let (settings, credentials) = test_settings(data_dir, None, None).expect("settings");
+    let running = start_services_with(&settings, Services::All, &Topology::new(""), Some(routing))
+        .await
+        .expect("system starts");
+    (running, credentials)
+}
+
+/// The field a `google.rpc.BadRequest` names.
+fn violated_field(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    status
+        .get_details_bad_request()
+        .and_then(|details| {
+            details
+                .field_violations
+                .first()
+                .map(|violation| violation.field.clone())
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_requests_with_bad_input_are_refused_naming_what_is_wrong() {
+    use switchboard_proto::v1::{
+        AgentProfile, CompleteContactRequest, Disposition, OfferRequest, Presence, PutAgentProfileRequest,
+        RoutingConfigDocument, SetPresenceRequest, SignInRequest, TransferContactRequest,
+        queue_service_client::QueueServiceClient,
+    };
+    use switchboard_tests::{Bearer, routing::agent_client};
+    use tonic::Code;
+
+    let data_dir = tempfile::tempdir().expect("data dir");
+    let (running, credentials) =
+        embedded_with_routing(data_dir.path(), routing_source(always_open_routing())).await;
+    let mut supervisor = supervisor_client(running.grpc_addr, &credentials)
+        .await
+        .expect("supervisor");
+    let mut agent = agent_client(running.grpc_addr, &credentials, "agent-new")
+        .await
+        .expect("agent");
+    let a_contact = uuid::Uuid::now_v7().to_string();
+
+    // An agent nobody has given a profile cannot sign in.
+    let status = agent.sign_in(SignInRequest {}).await.expect_err("no profile");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(status.message().contains("PutAgentProfile"), "{status:?}");
+
+    let mut refused: Vec<(&str, tonic::Status, &str)> = Vec::new();
+    let mut push = |what, result: Result<(), tonic::Status>, field| {
+        refused.push((what, result.expect_err(what), field));
+    };
+    push(
+        "accept with a malformed id",
+        agent
+            .accept_offer(OfferRequest {
+                contact_id: "not-a-uuid".to_owned(),
+            })
+            .await
+            .map(drop),
+        "contact_id",
+    );
+    push(
+        "presence only routing sets",
+        agent
+            .set_presence(SetPresenceRequest {
+                presence: Presence::WrapUp as i32,
+            })
+            .await
+            .map(drop),
+        "presence",
+    );
+    push(
+        "signposted without a partner",
+        agent
+            .complete_contact(CompleteContactRequest {
+                contact_id: a_contact.clone(),
+                disposition: Disposition::Signposted as i32,
+                partner: String::new(),
+            })
+            .await
+            .map(drop),
+        "partner",
+    );
+    push(
+        "no disposition",
+        agent
+            .complete_contact(CompleteContactRequest {
+                contact_id: a_contact.clone(),
+                disposition: Disposition::Unspecified as i32,
+                partner: String::new(),
+            })
+            .await
+            .map(drop),
+        "disposition",
+    );
+    push(
+        "a transfer to nowhere",
+        agent
+            .transfer_contact(TransferContactRequest {
+                contact_id: a_contact.clone(),
+                to: None,
+            })
+            .await
+            .map(drop),
+        "to",
+    );
+    push(
+        "no profile",
+        supervisor
+            .put_agent_profile(PutAgentProfileRequest { profile: None })
+            .await
+            .map(drop),
+        "profile",
+    );
+    let mut over_skilled = AgentProfile {
+        agent: "agent-new".to_owned(),
+        skills: [("council-tax".to_owned(), 9)].into(),
+        team: "revenues".to_owned(),
+        channels: vec![ContactChannel::Phone as i32],
+        ..AgentProfile::default()
+    };
+    push(
+        "proficiency 9",
+        supervisor
+            .put_agent_profile(PutAgentProfileRequest {
+                profile: Some(over_skilled.clone()),
+            })
+            .await
+            .map(drop),
+        "profile.skills",
+    );
+    over_skilled.skills = [("council-tax".to_owned(), 3)].into();
+    over_skilled.channels.clear();
+    push(
+        "no channel",
+        supervisor
+            .put_agent_profile(PutAgentProfileRequest {
+                profile: Some(over_skilled),
+            })
+            .await
+            .map(drop),
+        "profile.channels",
+    );
+    push(
+        "a broken routing configuration",
+        supervisor
+            .update_routing_config(RoutingConfigDocument {
+                toml: "[engine]\nnamed_agent_wait_seconds = \"soon\"\n".to_owned(),
+            })
+            .await
+            .map(drop),
+        "toml",
+    );
+    for (what, status, field) in &refused {
+        assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
+        assert_eq!(violated_field(status), *field, "{what}: {status:?}");
+    }
+    let config_refusal = {
+        use tonic_types::StatusExt;
+        refused
+            .last()
+            .and_then(|(_, status, _)| status.get_details_bad_request())
+            .and_then(|details| {
+                details
+                    .field_violations
+                    .first()
+                    .map(|violation| violation.description.clone())
+            })
+            .unwrap_or_default()
+    };
+    assert!(
+        config_refusal.contains("named_agent_wait_seconds"),
+        "the failing key is named: {config_refusal}"
+    );
+
+    // A contact routing does not hold is not found, for the channel asking.
+    let mut queue = QueueServiceClient::with_interceptor(
+        tonic::transport::Channel::from_shared(format!("http://{}", running.grpc_addr))
+            .expect("address")
+            .connect()
+            .await
+            .expect("connect"),
+        Bearer::new(credentials.intake_key.expose_secret()),
+    );
+    let status = queue
+        .get_position(ContactRequest {
+            contact_id: a_contact.clone(),
+        })
+        .await
+        .expect_err("unknown contact");
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+
+    running.stop().await.expect("stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_routing_file_is_applied_and_a_broken_one_is_not() {
+    use switchboard_proto::v1::GetRoutingConfigRequest;
+
+    let data_dir = tempfile::tempdir().expect("data dir");
+    let file = data_dir.path().join("routing.toml");
+    let original = always_open_routing();
+    std::fs::write(&file, &original).expect("write routing.toml");
+    let (running, credentials) = embedded_with_routing(
+        data_dir.path(),
+        switchboard::app::RoutingSource {
+            toml: original.clone(),
+            path: Some(file.clone()),
+        },
+    )
+    .await;
+    let mut supervisor = supervisor_client(running.grpc_addr, &credentials)
+        .await
+        .expect("supervisor");
+    let in_force = |supervisor: &mut switchboard_tests::routing::SupervisorClient| {
+        let mut supervisor = supervisor.clone();
+        async move {
+            supervisor
+                .get_routing_config(GetRoutingConfigRequest {})
+                .await
+                .expect("config")
+                .into_inner()
+                .toml
+        }
+    };
+    assert_eq!(in_force(&mut supervisor).await, original);
+
+    let wait_for = |expected: String, supervisor: switchboard_tests::routing::SupervisorClient| async move {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let mut supervisor = supervisor;
+        loop {
+            let toml = supervisor
+                .get_routing_config(GetRoutingConfigRequest {})
+                .await
+                .expect("config")
+                .into_inner()
+                .toml;
+            if toml == expected {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the file change was not applied"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let first_change = original.replace("offer_timeout_seconds = 20", "offer_timeout_seconds = 30");
+    assert_ne!(first_change, original);
+    std::fs::write(&file, &first_change).expect("edit routing.toml");
+    wait_for(first_change.clone(), supervisor.clone()).await;
+
+    // A broken file is refused; the watcher goes on, and the next valid
+    // change is applied: the broken text was never in force.
+    std::fs::write(&file, "[engine]\nnamed_agent_wait_seconds = \"soon\"\n").expect("break routing.toml");
+    let second_change = first_change.replace("offer_timeout_seconds = 30", "offer_timeout_seconds = 35");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        in_force(&mut supervisor).await,
+        first_change,
+        "the broken file is not applied"
+    );
+    std::fs::write(&file, &second_change).expect("fix routing.toml");
+    wait_for(second_change, supervisor.clone()).await;
+
+    running.stop().await.expect("stops");
+}

@@ -88,7 +88,9 @@ impl RoutingConsumer {
         let subscription = self.bus.subscribe(&self.queue, PREFETCH).await?;
         tracing::info!(queue = %self.queue.name, partition = %self.router.partition(), "routing consumer started, standing by until the queue is ours");
         let stop = CancellationToken::new();
-        let last_delivery = Arc::new(StdMutex::new(None::<Instant>));
+        // Counted from the start, so a router that took over before its
+        // first delivery (the embedded mode) stays active while it waits.
+        let last_delivery = Arc::new(StdMutex::new(Instant::now()));
         let handler = PartitionHandler {
             router: Arc::clone(&self.router),
             stop: stop.clone(),
@@ -158,7 +160,7 @@ async fn heartbeat(bus: Arc<dyn Bus>, queue: String, stop: CancellationToken) {
 
 /// Ticks the engine while active; stands by after [`STANDBY_AFTER`] without
 /// a delivery.
-async fn tick(router: Arc<Router>, last_delivery: Arc<StdMutex<Option<Instant>>>, stop: CancellationToken) {
+async fn tick(router: Arc<Router>, last_delivery: Arc<StdMutex<Instant>>, stop: CancellationToken) {
     let mut interval = tokio::time::interval(TICK_EVERY);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -172,7 +174,8 @@ async fn tick(router: Arc<Router>, last_delivery: Arc<StdMutex<Option<Instant>>>
         let silent = last_delivery
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
-            .is_none_or(|at| at.elapsed() > STANDBY_AFTER);
+            .elapsed()
+            > STANDBY_AFTER;
         if silent {
             router.stand_by().await;
             continue;
@@ -225,8 +228,9 @@ struct PartitionHandler {
     router: Arc<Router>,
     /// Cancelled at shutdown: cuts in-process retries short.
     stop: CancellationToken,
-    /// When the latest delivery came: a std mutex, held only to read or set.
-    last_delivery: Arc<StdMutex<Option<Instant>>>,
+    /// When the latest delivery came (or the consumer started): a std
+    /// mutex, held only to read or set.
+    last_delivery: Arc<StdMutex<Instant>>,
 }
 
 #[async_trait]
@@ -236,7 +240,7 @@ impl BatchHandler for PartitionHandler {
         *self
             .last_delivery
             .lock()
-            .unwrap_or_else(|poison| poison.into_inner()) = Some(Instant::now());
+            .unwrap_or_else(|poison| poison.into_inner()) = Instant::now();
         let mut outcomes = vec![Outcome::Ack; batch.len()];
         let mut inputs = Vec::with_capacity(batch.len());
         let mut positions = Vec::with_capacity(batch.len());

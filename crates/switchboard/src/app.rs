@@ -532,6 +532,12 @@ async fn start_routing(
             }
         });
     }
+    if settings.amqp_url.is_none() {
+        // The in-process bus has one consumer per queue, this process's: it
+        // owns the partition from the start, so agents and channels are
+        // served from the first call rather than after the first heartbeat.
+        router.take_over().await.context("routing take-over")?;
+    }
     let consumer = RoutingConsumer::new(
         router.clone(),
         store,
