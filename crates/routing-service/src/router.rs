@@ -364,14 +364,16 @@ impl Router {
             });
         };
         let mut pending = Pending::default();
-        let value = f(active, &mut pending)?;
+        // Even when `f` fails part-way, what it did to the engine before
+        // failing is written, so memory never runs ahead of the journal.
+        let result = f(active, &mut pending);
         if pending.entries.is_empty() && pending.inbox.is_empty() {
-            return Ok(value);
+            return result;
         }
         match self.write(active, pending).await {
             Ok(()) => {
                 self.compact_if_quiet(active).await;
-                Ok(value)
+                result
             }
             Err(error) => {
                 *guard = None;

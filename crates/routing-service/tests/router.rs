@@ -311,3 +311,59 @@ async fn agents_need_a_profile_and_act_only_on_their_own_contacts() {
         .expect_err("not bob's contact");
     assert!(matches!(error, RouterError::FailedPrecondition(_)), "{error:?}");
 }
+
+#[tokio::test]
+async fn a_long_journal_is_rebased_at_a_quiet_moment_and_still_replays() {
+    let (store, _dir) = store().await;
+    let first = router(&store, "first");
+    first.take_over().await.expect("take over");
+    first
+        .put_profile("ann", &profile(&[("council-tax", 4)]))
+        .await
+        .expect("profile");
+    first
+        .put_profile("bob", &profile(&[("council-tax", 2)]))
+        .await
+        .expect("profile");
+    first
+        .agent_action("ann", AgentAction::SignIn)
+        .await
+        .expect("sign in");
+    first
+        .agent_action("bob", AgentAction::SignIn)
+        .await
+        .expect("sign in");
+    // Enough journal entries to call for a base; the partition routes no
+    // contact meanwhile, so it may rebase at any of them.
+    let entries = switchboard_routing_service::router::COMPACT_AFTER_ENTRIES as usize;
+    for turn in 0..entries {
+        let presence = if turn % 2 == 0 {
+            Presence::Break
+        } else {
+            Presence::Available
+        };
+        first
+            .agent_action("bob", AgentAction::SetPresence(presence))
+            .await
+            .expect("presence");
+    }
+    let journal = store.journal("default").await.expect("journal");
+    assert!(
+        journal.len() < entries / 2,
+        "the journal was rebased: {} entries left",
+        journal.len()
+    );
+    assert!(journal[0].is_base, "a replay starts at the base");
+    let before = first.live().await.expect("live");
+
+    let second = router(&store, "second");
+    second.take_over().await.expect("take over");
+    let after = second.live().await.expect("live");
+    assert_eq!(essentials(&after), essentials(&before));
+    // Both are still signed in and available (the last turn set bob
+    // available), and a new call goes to the more proficient.
+    second.apply_events(vec![call(1, false)]).await.expect("a call");
+    let view = second.contact(ContactId(1)).await.expect("routed");
+    assert_eq!(view.stage, Some(ContactStage::Offered));
+    assert_eq!(view.agent.as_deref(), Some("ann"), "{view:?}");
+}
