@@ -557,3 +557,130 @@ async fn a_changed_routing_file_is_applied_and_a_broken_one_is_not() {
 
     running.stop().await.expect("stops");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_partition_routes_its_own_contacts_with_its_own_agents() {
+    use switchboard_proto::v1::{PutAgentProfileRequest, WebOrigin};
+    use tonic::Code;
+
+    let database = testing::TestDatabase::create().await;
+    let data_dir = tempfile::tempdir().expect("data dir");
+    let (settings, credentials) = test_settings(
+        data_dir.path(),
+        Some(database.url.clone()),
+        Some(testing::amqp_url()),
+    )
+    .expect("settings");
+    let topology = Topology::random_for_test();
+    let observer = EventObserver::start(&topology).await.expect("observer");
+    // Council tax web forms get a partition of their own.
+    let partitioned = always_open_routing().replacen(
+        "[queues.council-tax-web]\n",
+        "[queues.council-tax-web]\npartition = \"revenues\"\n",
+        1,
+    );
+    let routing = Some(routing_source(partitioned));
+    let intake = start_services_with(&settings, Services::Intake, &topology, routing.clone())
+        .await
+        .expect("intake starts");
+    let cases = start_services_with(&settings, Services::Cases, &topology, routing.clone())
+        .await
+        .expect("cases starts");
+    let router = start_services_with(&settings, Services::Routing, &topology, routing)
+        .await
+        .expect("routing starts");
+
+    let mut supervisor = supervisor_client(router.grpc_addr, &credentials)
+        .await
+        .expect("supervisor client");
+    let mut phone = phone_agent("agent-phone", &[]);
+    phone.channels = vec![ContactChannel::Phone as i32];
+    let mut web = phone_agent("agent-web", &[]);
+    web.channels = vec![ContactChannel::Web as i32];
+    let mut nowhere = web.clone();
+    nowhere.partition = "north".to_owned();
+    let status = supervisor
+        .put_agent_profile(PutAgentProfileRequest {
+            profile: Some(nowhere),
+        })
+        .await
+        .expect_err("no such partition");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    web.partition = "revenues".to_owned();
+    put_profiles(&mut supervisor, &[phone, web])
+        .await
+        .expect("profiles");
+    let desktops = Desktops::start(
+        vec![router.grpc_addr],
+        &credentials,
+        &["agent-phone", "agent-web"],
+    );
+
+    let key = credentials.intake_key.expose_secret().to_owned();
+    let mut client = intake_client_at(intake.grpc_addr, &key)
+        .await
+        .expect("intake client");
+    let mut calls = Vec::new();
+    let mut forms = Vec::new();
+    for index in 0..10 {
+        let mut call = council_tax_call(100 + index, false);
+        call.idempotency_key = format!("partition-call-{index}");
+        calls.push(
+            client
+                .submit_contact(call)
+                .await
+                .expect("call")
+                .into_inner()
+                .contact_id,
+        );
+        let form = SubmitContactRequest {
+            channel: ContactChannel::Web as i32,
+            service: "council-tax".to_owned(),
+            customer: Some(Customer {
+                name: format!("Form Resident {index}"),
+                email: format!("resident{index}@example.org"),
+                ..Customer::default()
+            }),
+            summary: "a question about my bill".to_owned(),
+            idempotency_key: format!("partition-form-{index}"),
+            origin: Some(Origin::Web(WebOrigin {
+                form_id: "council-tax-enquiry".to_owned(),
+                page_url: String::new(),
+            })),
+            ..SubmitContactRequest::default()
+        };
+        forms.push(
+            client
+                .submit_contact(form)
+                .await
+                .expect("form")
+                .into_inner()
+                .contact_id,
+        );
+    }
+    observer
+        .until_completed(calls.len() + forms.len(), Duration::from_secs(120))
+        .await
+        .expect("every contact completed");
+    let completed = desktops.completed();
+    for call in &calls {
+        assert_eq!(completed[call], vec!["agent-phone".to_owned()], "call {call}");
+    }
+    for form in &forms {
+        assert_eq!(completed[form], vec!["agent-web".to_owned()], "form {form}");
+    }
+    let live = supervisor
+        .get_live_state(GetLiveStateRequest {})
+        .await
+        .expect("live state")
+        .into_inner();
+    assert_eq!(live.partitions, vec!["default".to_owned(), "revenues".to_owned()]);
+    assert!(live.queues.iter().any(|queue| queue.queue == "council-tax-web"));
+    assert!(live.queues.iter().any(|queue| queue.queue == "council-tax-phone"));
+
+    desktops.stop();
+    router.stop().await.expect("routing stops");
+    cases.stop().await.expect("cases stops");
+    intake.stop().await.expect("intake stops");
+    observer.stop().await;
+}

@@ -161,6 +161,8 @@ pub async fn start_services_with(
         catalogue: Arc::new(app::load_catalogue(None)?),
         bus: None,
         demo: Vec::new(),
+        demo_agents: Vec::new(),
+        demo_handle_time: switchboard::simulate::DEFAULT_HANDLE_TIME,
         routing,
     };
     let grpc = TcpListener::bind("127.0.0.1:0").await?;

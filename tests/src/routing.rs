@@ -102,6 +102,7 @@ pub fn phone_agent(subject: &str, extra: &[(&str, u32)]) -> AgentProfile {
         office: String::new(),
         channels: vec![ContactChannel::Phone as i32, ContactChannel::Web as i32],
         web_capacity: 2,
+        partition: String::new(),
     }
 }
 

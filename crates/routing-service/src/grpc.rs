@@ -27,27 +27,24 @@ use uuid::Uuid;
 
 use crate::error::RouterError;
 use crate::journal::StoredProfile;
-use crate::router::{
-    AgentAction, AgentUpdate, AgentView, ContactView, LiveView, ResidentAction, Router, TransferTo,
-};
+use crate::router::{AgentAction, AgentUpdate, AgentView, ContactView, LiveView, ResidentAction, TransferTo};
+use crate::routers::Routers;
 
-/// The three routing services over one router.
+/// The three routing services over the routers of a process.
 #[derive(Clone)]
 pub struct RoutingGrpc {
-    router: Arc<Router>,
+    routers: Arc<Routers>,
 }
 
 impl std::fmt::Debug for RoutingGrpc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RoutingGrpc")
-            .field("partition", &self.router.partition())
-            .finish_non_exhaustive()
+        f.debug_struct("RoutingGrpc").finish_non_exhaustive()
     }
 }
 
 impl RoutingGrpc {
-    pub fn new(router: Arc<Router>) -> Self {
-        RoutingGrpc { router }
+    pub fn new(routers: Arc<Routers>) -> Self {
+        RoutingGrpc { routers }
     }
 
     pub fn agent_server(&self) -> AgentServiceServer<RoutingGrpc> {
@@ -69,7 +66,10 @@ impl RoutingGrpc {
     ) -> Result<Response<v1::AgentState>, Status> {
         let caller = Principal::require(request)?;
         let view = self
-            .router
+            .routers
+            .for_agent(&caller.subject)
+            .await
+            .map_err(|error| router_status(&error))?
             .agent_action(&caller.subject, action)
             .await
             .map_err(|error| router_status(&error))?;
@@ -217,7 +217,7 @@ fn agent_update(update: AgentUpdate) -> v1::AgentUpdate {
 
 fn live_state(view: LiveView) -> v1::LiveState {
     v1::LiveState {
-        partition: view.partition,
+        partitions: view.partitions,
         queues: view
             .queues
             .iter()
@@ -295,6 +295,7 @@ fn profile_from_proto(profile: &v1::AgentProfile) -> Result<(String, StoredProfi
         channels,
         web_capacity: u8::try_from(profile.web_capacity)
             .map_err(|_| status::invalid_field("profile.web_capacity", "at most 255"))?,
+        partition: (!profile.partition.trim().is_empty()).then(|| profile.partition.trim().to_owned()),
     };
     Ok((subject.to_owned(), stored))
 }
@@ -315,6 +316,7 @@ fn profile_to_proto(subject: &str, profile: &StoredProfile) -> v1::AgentProfile 
             .map(|channel| channel_to_proto(*channel) as i32)
             .collect(),
         web_capacity: u32::from(profile.web_capacity),
+        partition: profile.partition().to_owned(),
     }
 }
 
@@ -353,7 +355,10 @@ impl AgentService for RoutingGrpc {
     ) -> Result<Response<Self::StreamUpdatesStream>, Status> {
         let caller = Principal::require(&request)?;
         let receiver = self
-            .router
+            .routers
+            .for_agent(&caller.subject)
+            .await
+            .map_err(|error| router_status(&error))?
             .open_stream(&caller.subject)
             .await
             .map_err(|error| router_status(&error))?;
@@ -417,7 +422,7 @@ impl SupervisorService for RoutingGrpc {
         &self,
         _request: Request<v1::GetLiveStateRequest>,
     ) -> Result<Response<v1::LiveState>, Status> {
-        let view = self.router.live().await.map_err(|error| router_status(&error))?;
+        let view = self.routers.live().await.map_err(|error| router_status(&error))?;
         Ok(Response::new(live_state(view)))
     }
 
@@ -428,7 +433,7 @@ impl SupervisorService for RoutingGrpc {
     ) -> Result<Response<v1::ContactExplanation>, Status> {
         let contact = contact_id("contact_id", &request.get_ref().contact_id)?;
         let (view, explanation) = self
-            .router
+            .routers
             .explain(contact)
             .await
             .map_err(|error| router_status(&error))?;
@@ -452,8 +457,12 @@ impl SupervisorService for RoutingGrpc {
     ) -> Result<Response<v1::LiveContact>, Status> {
         let contact = contact_id("contact_id", &request.get_ref().contact_id)?;
         let to = transfer_target(request.get_ref().to.as_ref())?;
-        let view = self
-            .router
+        let (router, _) = self
+            .routers
+            .for_contact(contact)
+            .await
+            .map_err(|error| router_status(&error))?;
+        let view = router
             .move_contact(contact, to)
             .await
             .map_err(|error| router_status(&error))?;
@@ -474,7 +483,10 @@ impl SupervisorService for RoutingGrpc {
         }
         let presence = presence_from_proto("presence", request.get_ref().presence)?;
         let view = self
-            .router
+            .routers
+            .for_agent(&agent)
+            .await
+            .map_err(|error| router_status(&error))?
             .agent_action(&agent, AgentAction::SetPresence(presence))
             .await
             .map_err(|error| router_status(&error))?;
@@ -492,7 +504,7 @@ impl SupervisorService for RoutingGrpc {
             .as_ref()
             .ok_or_else(|| status::invalid_field("profile", "required"))?;
         let (subject, stored) = profile_from_proto(profile)?;
-        self.router
+        self.routers
             .put_profile(&subject, &stored)
             .await
             .map_err(|error| router_status(&error))?;
@@ -505,7 +517,7 @@ impl SupervisorService for RoutingGrpc {
         _request: Request<v1::ListAgentProfilesRequest>,
     ) -> Result<Response<v1::ListAgentProfilesResponse>, Status> {
         let profiles = self
-            .router
+            .routers
             .profiles()
             .await
             .map_err(|error| router_status(&error))?;
@@ -522,9 +534,12 @@ impl SupervisorService for RoutingGrpc {
         &self,
         _request: Request<v1::GetRoutingConfigRequest>,
     ) -> Result<Response<v1::RoutingConfigDocument>, Status> {
-        Ok(Response::new(v1::RoutingConfigDocument {
-            toml: self.router.config_toml().await,
-        }))
+        let toml = self
+            .routers
+            .config_toml()
+            .await
+            .map_err(|error| router_status(&error))?;
+        Ok(Response::new(v1::RoutingConfigDocument { toml }))
     }
 
     #[tracing::instrument(name = "routing.update_routing_config", skip_all)]
@@ -533,7 +548,7 @@ impl SupervisorService for RoutingGrpc {
         request: Request<v1::RoutingConfigDocument>,
     ) -> Result<Response<v1::RoutingConfigDocument>, Status> {
         let toml = self
-            .router
+            .routers
             .reconfigure(&request.get_ref().toml)
             .await
             .map_err(|error| router_status(&error))?;
@@ -549,9 +564,9 @@ impl QueueService for RoutingGrpc {
         request: Request<v1::ContactRequest>,
     ) -> Result<Response<v1::QueuePosition>, Status> {
         let contact = contact_id("contact_id", &request.get_ref().contact_id)?;
-        let view = self
-            .router
-            .contact(contact)
+        let (_, view) = self
+            .routers
+            .for_contact(contact)
             .await
             .map_err(|error| router_status(&error))?;
         Ok(Response::new(queue_position(&view)))
@@ -563,8 +578,12 @@ impl QueueService for RoutingGrpc {
         request: Request<v1::ContactRequest>,
     ) -> Result<Response<v1::QueuePosition>, Status> {
         let contact = contact_id("contact_id", &request.get_ref().contact_id)?;
-        let view = self
-            .router
+        let (router, _) = self
+            .routers
+            .for_contact(contact)
+            .await
+            .map_err(|error| router_status(&error))?;
+        let view = router
             .resident_action(contact, ResidentAction::Abandoned)
             .await
             .map_err(|error| router_status(&error))?;
@@ -577,8 +596,12 @@ impl QueueService for RoutingGrpc {
         request: Request<v1::ContactRequest>,
     ) -> Result<Response<v1::QueuePosition>, Status> {
         let contact = contact_id("contact_id", &request.get_ref().contact_id)?;
-        let view = self
-            .router
+        let (router, _) = self
+            .routers
+            .for_contact(contact)
+            .await
+            .map_err(|error| router_status(&error))?;
+        let view = router
             .resident_action(contact, ResidentAction::AcceptedCallback)
             .await
             .map_err(|error| router_status(&error))?;

@@ -88,9 +88,19 @@ pub struct StoredProfile {
     pub channels: Vec<Channel>,
     #[serde(default)]
     pub web_capacity: u8,
+    /// The routing partition the agent works in; `None` for the default.
+    #[serde(default)]
+    pub partition: Option<String>,
 }
 
 impl StoredProfile {
+    /// The partition the agent works in.
+    pub fn partition(&self) -> &str {
+        self.partition
+            .as_deref()
+            .unwrap_or(switchboard_routing::config::DEFAULT_PARTITION)
+    }
+
     pub fn to_engine(&self) -> AgentProfile {
         AgentProfile {
             skills: self
@@ -127,6 +137,7 @@ mod tests {
                         office: None,
                         channels: vec![Channel::Phone],
                         web_capacity: 0,
+                        partition: None,
                     }
                     .to_engine(),
                     presence: Presence::Available,

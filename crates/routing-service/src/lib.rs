@@ -16,6 +16,9 @@
 //! - [`router`]: [`Router`], one partition's engine and what it keeps
 //!   beside it; active or standing by; take-over by journal replay, with
 //!   fencing of a previous owner.
+//! - [`routers`]: [`Routers`], every partition's router in one process, and
+//!   which one answers a request (the agent's partition; whoever holds the
+//!   contact).
 //! - [`journal`]: what the journal holds (inputs, not state) and the facts
 //!   about contacts routing shows beside the engine's own.
 //! - [`events`]: decisions as `switchboard.v1.Event`s, free of personal data.
@@ -36,6 +39,7 @@ pub mod grpc;
 mod inbound;
 pub mod journal;
 pub mod router;
+pub mod routers;
 pub mod store;
 
 pub use consumer::RoutingConsumer;
@@ -43,4 +47,5 @@ pub use error::{RouterError, RouterResult};
 pub use grpc::RoutingGrpc;
 pub use journal::{ContactInfo, StoredProfile};
 pub use router::{AgentAction, AgentUpdate, Router, RouterSettings, TransferTo};
+pub use routers::Routers;
 pub use store::{JournalRow, PgRoutingStore, Record, RoutingStore, SqliteRoutingStore, StoredAgent};

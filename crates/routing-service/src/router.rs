@@ -113,7 +113,8 @@ pub struct QueueView {
 /// Everything live in the partition.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LiveView {
-    pub partition: String,
+    /// The partitions this view covers.
+    pub partitions: Vec<String>,
     pub queues: Vec<QueueView>,
     pub agents: Vec<AgentView>,
     pub contacts: Vec<ContactView>,
@@ -494,6 +495,7 @@ impl Router {
         }
         let seen = self.store.seen(&self.partition, &ids).await?;
         let now = Utc::now();
+        let partition = self.partition.clone();
         self.with_active(move |active, pending| {
             let mut outcomes = Vec::with_capacity(batch.len());
             for inbound in batch {
@@ -503,6 +505,7 @@ impl Router {
                     continue;
                 }
                 let outcome = match inbound {
+                    Inbound::Contact { info, .. } if !active.routes(&partition, &info) => Applied::Applied,
                     Inbound::Contact { info, office, .. } => {
                         if active.contacts.contains_key(&info.contact) {
                             Applied::Duplicate
@@ -571,6 +574,7 @@ impl Router {
             _ => None,
         };
         let subject = subject.to_owned();
+        let partition = self.partition.clone();
         self.with_active(move |active, pending| {
             if let Some(stored) = &stored {
                 active.know_agent(stored);
@@ -589,6 +593,12 @@ impl Router {
                     if !signed_in {
                         let profile =
                             parse_profile(&stored.as_ref().map(|s| s.profile.clone()).unwrap_or_default())?;
+                        if profile.partition() != partition {
+                            return Err(RouterError::FailedPrecondition(format!(
+                                "agent {subject} works in routing partition {}, not {partition}",
+                                profile.partition()
+                            )));
+                        }
                         active.run(
                             now,
                             Command::AgentSignedIn {
@@ -732,9 +742,11 @@ impl Router {
         &self,
         contact: ContactId,
     ) -> RouterResult<(Option<ContactView>, Option<StoredExplanation>)> {
+        // Routing of the contact may be over, or happen elsewhere: the
+        // stored explanation still answers.
         let view = match self.contact(contact).await {
             Ok(view) => Some(view),
-            Err(RouterError::NotFound { .. }) => None,
+            Err(RouterError::NotFound { .. } | RouterError::NotActive { .. }) => None,
             Err(error) => return Err(error),
         };
         let stored = self.store.explanation(Uuid::from_u128(contact.0)).await?;
@@ -831,6 +843,16 @@ impl Router {
             field: "toml",
             reason,
         })?;
+        let current = self.current_config().await?;
+        if config.partitions() != current.partitions() {
+            // A partition no process runs a router for would drop its
+            // contacts; new routers start with the processes.
+            return Err(RouterError::FailedPrecondition(format!(
+                "the routing partitions would change from {:?} to {:?}: restart the routing processes with the new configuration",
+                current.partitions(),
+                config.partitions()
+            )));
+        }
         *self
             .config_toml
             .lock()
@@ -882,6 +904,13 @@ pub fn validate_profile(profile: &StoredProfile, config: &RoutingConfig) -> Rout
         }
         if !config.skills.is_empty()
             && !config.skills.contains_key(skill)
+            // Language skills are made from the language rule's prefix and
+            // a language tag, e.g. `language-pl`, and are not listed.
+            && !config
+                .needs
+                .language
+                .as_ref()
+                .is_some_and(|rule| skill.starts_with(&rule.skill_prefix))
             && config
                 .queues
                 .iter()
@@ -892,6 +921,12 @@ pub fn validate_profile(profile: &StoredProfile, config: &RoutingConfig) -> Rout
                 reason: format!("{skill}: not a skill the routing configuration knows"),
             });
         }
+    }
+    if !config.partitions().contains(profile.partition()) {
+        return Err(RouterError::InvalidArgument {
+            field: "profile.partition",
+            reason: format!("no queue is in partition {}", profile.partition()),
+        });
     }
     if profile.team.trim().is_empty() {
         return Err(RouterError::InvalidArgument {
@@ -925,6 +960,18 @@ pub fn validate_profile(profile: &StoredProfile, config: &RoutingConfig) -> Rout
 }
 
 impl Active {
+    /// Whether this partition routes the contact: the partition of the queue
+    /// its service and channel go to. Contacts no queue takes are the
+    /// default partition's, which refuses them (once) by name.
+    fn routes(&self, partition: &str, info: &ContactInfo) -> bool {
+        let owner = self
+            .engine
+            .config()
+            .partition_for(&info.service, info.channel)
+            .unwrap_or(switchboard_routing::config::DEFAULT_PARTITION);
+        owner == partition
+    }
+
     fn know_agent(&mut self, agent: &StoredAgent) {
         let id = AgentId(agent.agent_id);
         self.subjects.insert(id, agent.subject.clone());
@@ -1338,6 +1385,7 @@ impl Active {
         let queues = config
             .queues
             .iter()
+            .filter(|queue| queue.partition == partition)
             .map(|queue| {
                 let waiting = self.engine.queue_waiting(queue.id.as_str());
                 let longest = waiting
@@ -1365,7 +1413,7 @@ impl Active {
             .collect();
         agents.sort_by(|a, b| a.subject.cmp(&b.subject));
         LiveView {
-            partition,
+            partitions: vec![partition],
             queues,
             agents,
             contacts,

@@ -52,6 +52,7 @@ fn profile(skills: &[(&str, u8)]) -> StoredProfile {
         office: None,
         channels: vec![Channel::Phone],
         web_capacity: 0,
+        partition: None,
     }
 }
 
@@ -366,4 +367,91 @@ async fn a_long_journal_is_rebased_at_a_quiet_moment_and_still_replays() {
     let view = second.contact(ContactId(1)).await.expect("routed");
     assert_eq!(view.stage, Some(ContactStage::Offered));
     assert_eq!(view.agent.as_deref(), Some("ann"), "{view:?}");
+}
+
+#[tokio::test]
+async fn a_partition_routes_only_its_own_contacts_and_agents() {
+    let (store, _dir) = store().await;
+    let partitioned = always_open().replacen(
+        "[queues.council-tax-web]\n",
+        "[queues.council-tax-web]\npartition = \"revenues\"\n",
+        1,
+    );
+    let partition_router = |partition: &str| {
+        Router::new(
+            RouterSettings {
+                partition: partition.to_owned(),
+                owner: "only".to_owned(),
+                config_toml: partitioned.clone(),
+                config_check: Arc::new(|_| Ok(())),
+            },
+            Arc::clone(&store),
+            Arc::new(Notify::new()),
+        )
+    };
+    let default = partition_router("default");
+    let revenues = partition_router("revenues");
+    default.take_over().await.expect("take over");
+    revenues.take_over().await.expect("take over");
+
+    let mut web = profile(&[("council-tax", 4)]);
+    web.channels = vec![Channel::Web];
+    web.web_capacity = 2;
+    web.partition = Some("revenues".to_owned());
+    revenues.put_profile("wendy", &web).await.expect("profile");
+    let error = default
+        .agent_action("wendy", AgentAction::SignIn)
+        .await
+        .expect_err("another partition's agent");
+    assert!(error.to_string().contains("partition revenues"), "{error}");
+    revenues
+        .agent_action("wendy", AgentAction::SignIn)
+        .await
+        .expect("signs in");
+
+    // A web form about council tax is the revenues partition's; a call is
+    // the default partition's. Each router takes its own and acks the other.
+    let Inbound::Contact {
+        event_id,
+        mut info,
+        office,
+    } = call(7, false)
+    else {
+        unreachable!("call() makes a contact");
+    };
+    info.channel = Channel::Web;
+    let form = Inbound::Contact {
+        event_id,
+        info,
+        office,
+    };
+    let phone = call(8, false);
+    for router in [&default, &revenues] {
+        let applied = router
+            .apply_events(vec![form.clone(), phone.clone()])
+            .await
+            .expect("applied");
+        assert_eq!(applied, vec![Applied::Applied, Applied::Applied]);
+    }
+    assert!(
+        default.contact(ContactId(7)).await.is_err(),
+        "not the default partition's"
+    );
+    assert!(default.contact(ContactId(8)).await.is_ok());
+    let view = revenues
+        .contact(ContactId(7))
+        .await
+        .expect("the revenues partition's");
+    assert_eq!(view.agent.as_deref(), Some("wendy"));
+    assert!(
+        revenues.contact(ContactId(8)).await.is_err(),
+        "not the revenues partition's"
+    );
+
+    // The set of partitions is fixed while running: a change to it is refused.
+    let error = default
+        .reconfigure(&always_open())
+        .await
+        .expect_err("partitions change");
+    assert!(error.to_string().contains("restart"), "{error}");
 }

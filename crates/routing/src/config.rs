@@ -117,11 +117,22 @@ pub enum StepAction {
     MoveTo(QueueId),
 }
 
+/// The partition of a queue that names none.
+pub const DEFAULT_PARTITION: &str = "default";
+
+/// The longest partition name: it becomes part of a queue name.
+pub const MAX_PARTITION_LEN: usize = 40;
+
 /// One queue: where contacts for some services on one channel wait.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueConfig {
     pub id: QueueId,
     pub name: String,
+    /// The routing partition that routes this queue's contacts: each
+    /// partition is routed by one process at a time, with its own agents. A
+    /// contact never leaves its partition, so redirects and overflow stay in
+    /// it. [`DEFAULT_PARTITION`] unless the file names another.
+    pub partition: String,
     /// Services whose contacts on `channel` come here. Empty for a queue
     /// reached only by redirects and transfers (callbacks, out-of-hours lines).
     pub services: Vec<ServiceId>,
@@ -251,6 +262,18 @@ impl RoutingConfig {
             .and_then(|index| self.queues.get(index))
     }
 
+    /// Every partition some queue is in.
+    pub fn partitions(&self) -> BTreeSet<&str> {
+        self.queues.iter().map(|queue| queue.partition.as_str()).collect()
+    }
+
+    /// The partition that routes a service's contacts on a channel; `None`
+    /// when no queue takes them.
+    pub fn partition_for(&self, service: &str, channel: Channel) -> Option<&str> {
+        self.queue_for(service, channel)
+            .map(|queue| queue.partition.as_str())
+    }
+
     /// The queue for a service on a channel, or the channel's fallback queue.
     pub fn queue_for(&self, service: &str, channel: Channel) -> Option<&QueueConfig> {
         self.queues
@@ -375,6 +398,7 @@ struct RawHours {
 #[serde(deny_unknown_fields)]
 struct RawQueue {
     name: String,
+    partition: Option<String>,
     services: Vec<String>,
     channel: String,
     skills: Vec<SkillRequirement>,
@@ -558,6 +582,7 @@ fn validate(raw: RawConfig) -> Result<RoutingConfig, ConfigError> {
         }
     }
     check_no_cycles(&queues)?;
+    check_partitions(&queues)?;
 
     let mut taken: BTreeMap<(String, Channel), &QueueId> = BTreeMap::new();
     for queue in &queues {
@@ -976,9 +1001,23 @@ fn validate_queue(id: &str, raw: &RawQueue, context: &QueueContext<'_>) -> Resul
             action,
         });
     }
+    let partition = match &raw.partition {
+        Some(partition) => {
+            check_slug(&format!("{key}.partition"), partition)?;
+            if partition.len() > MAX_PARTITION_LEN {
+                return Err(ConfigError::new(
+                    format!("{key}.partition"),
+                    format!("must be at most {MAX_PARTITION_LEN} characters"),
+                ));
+            }
+            partition.clone()
+        }
+        None => DEFAULT_PARTITION.to_owned(),
+    };
     Ok(QueueConfig {
         id: QueueId(id.to_owned()),
         name: raw.name.clone(),
+        partition,
         services,
         channel,
         skills: raw.skills.clone(),
@@ -1032,32 +1071,60 @@ fn validate_sla(key: &str, raw: &RawSla) -> Result<ServiceLevel, ConfigError> {
     })
 }
 
+/// Where a queue may send a contact on: (the field, relative to the queue's
+/// key, and the target queue).
+fn redirect_edges(queue: &QueueConfig) -> Vec<(String, QueueId)> {
+    let mut edges = Vec::new();
+    let mut redirect = |field: String, redirect: &Option<Redirect>| {
+        if let Some(Redirect::Queue { queue: target } | Redirect::Callback { queue: target }) = redirect {
+            edges.push((field, target.clone()));
+        }
+    };
+    redirect("out_of_hours.queue".to_owned(), &Some(queue.out_of_hours.clone()));
+    redirect("when_full.queue".to_owned(), &queue.when_full);
+    if let Some(callback) = &queue.callback {
+        edges.push(("callback.queue".to_owned(), callback.queue.clone()));
+    }
+    for (index, step) in queue.overflow.iter().enumerate() {
+        if let StepAction::MoveTo(target) = &step.action {
+            edges.push((format!("overflow[{index}].move_to"), target.clone()));
+        }
+    }
+    edges
+}
+
+/// A contact never leaves its partition: every queue a queue redirects or
+/// overflows to is in the same partition.
+fn check_partitions(queues: &[QueueConfig]) -> Result<(), ConfigError> {
+    let partition_of: BTreeMap<&str, &str> = queues
+        .iter()
+        .map(|queue| (queue.id.as_str(), queue.partition.as_str()))
+        .collect();
+    for queue in queues {
+        for (field, target) in redirect_edges(queue) {
+            if let Some(other) = partition_of.get(target.as_str())
+                && *other != queue.partition
+            {
+                return Err(ConfigError::new(
+                    format!("queues.{}.{field}", queue.id),
+                    format!(
+                        "`{target}` is in partition `{other}`, not `{}`: a contact stays in its queue's partition",
+                        queue.partition
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Refuses loops between queues (a move, callback, full or out-of-hours
 /// redirect that leads back to where it started), so a contact can never be
 /// passed round for ever.
 fn check_no_cycles(queues: &[QueueConfig]) -> Result<(), ConfigError> {
-    let edges = |queue: &QueueConfig| -> Vec<(String, QueueId)> {
-        let mut edges = Vec::new();
-        let mut redirect = |field: String, redirect: &Option<Redirect>| {
-            if let Some(Redirect::Queue { queue: target } | Redirect::Callback { queue: target }) = redirect {
-                edges.push((field, target.clone()));
-            }
-        };
-        redirect("out_of_hours.queue".to_owned(), &Some(queue.out_of_hours.clone()));
-        redirect("when_full.queue".to_owned(), &queue.when_full);
-        if let Some(callback) = &queue.callback {
-            edges.push(("callback.queue".to_owned(), callback.queue.clone()));
-        }
-        for (index, step) in queue.overflow.iter().enumerate() {
-            if let StepAction::MoveTo(target) = &step.action {
-                edges.push((format!("overflow[{index}].move_to"), target.clone()));
-            }
-        }
-        edges
-    };
     let graph: BTreeMap<&str, Vec<(String, QueueId)>> = queues
         .iter()
-        .map(|queue| (queue.id.as_str(), edges(queue)))
+        .map(|queue| (queue.id.as_str(), redirect_edges(queue)))
         .collect();
     // Depth-first search from every queue; a back edge closes a loop.
     #[derive(Clone, Copy, PartialEq)]

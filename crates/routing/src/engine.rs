@@ -277,14 +277,12 @@ impl Engine {
     /// error says so.
     pub fn reconfigure(&mut self, config: RoutingConfig) -> Result<(), String> {
         let same_queues = config.queues.len() == self.config.queues.len()
-            && config
-                .queues
-                .iter()
-                .zip(&self.config.queues)
-                .all(|(new, old)| new.id == old.id && new.channel == old.channel);
+            && config.queues.iter().zip(&self.config.queues).all(|(new, old)| {
+                new.id == old.id && new.channel == old.channel && new.partition == old.partition
+            });
         if !same_queues {
             return Err(
-                "queues were added, removed or moved to another channel: that applies once no contact is being routed"
+                "queues were added, removed, or moved to another channel or partition: that applies once no contact is being routed"
                     .to_owned(),
             );
         }

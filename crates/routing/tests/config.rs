@@ -252,3 +252,57 @@ fn offer_timeouts_and_sla_are_in_range() {
         "exactly one",
     );
 }
+
+#[test]
+fn queues_are_in_the_default_partition_unless_they_name_one() {
+    let config = RoutingConfig::parse(SEEDS).expect("seeds");
+    assert_eq!(
+        config.partitions().into_iter().collect::<Vec<_>>(),
+        vec!["default"]
+    );
+
+    // Council tax web forms (a queue that redirects nowhere) get a
+    // partition of their own.
+    let partitioned = SEEDS.replacen(
+        "[queues.council-tax-web]\n",
+        "[queues.council-tax-web]\npartition = \"revenues\"\n",
+        1,
+    );
+    let config = RoutingConfig::parse(&partitioned).expect("a valid partitioned configuration");
+    assert_eq!(
+        config.partitions().into_iter().collect::<Vec<_>>(),
+        vec!["default", "revenues"]
+    );
+    assert_eq!(
+        config.partition_for("council-tax", Channel::Web),
+        Some("revenues")
+    );
+    assert_eq!(
+        config.partition_for("council-tax", Channel::Phone),
+        Some("default")
+    );
+}
+
+#[test]
+fn a_contact_never_leaves_its_partition() {
+    // The council tax phone queue overflows to the general enquiry line and
+    // calls back from its callback queue: both must share its partition.
+    let error = parse_with(
+        "[queues.council-tax-phone]\n",
+        "[queues.council-tax-phone]\npartition = \"revenues\"\n",
+    );
+    assert!(
+        error.to_string().contains("partition `default`, not `revenues`"),
+        "{error}"
+    );
+    assert!(
+        error.to_string().starts_with("queues.council-tax-phone."),
+        "{error}"
+    );
+
+    let error = parse_with(
+        "[queues.council-tax-phone]\n",
+        "[queues.council-tax-phone]\npartition = \"Revenues!\"\n",
+    );
+    assert_key(error, "queues.council-tax-phone.partition", "a-z");
+}

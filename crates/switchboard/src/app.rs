@@ -7,7 +7,9 @@
 //! gRPC and one HTTP server, and returns a [`Running`] handle.
 //!
 //! With demo contacts in the [`Launch`], a process that runs intake submits
-//! them through it once everything is started ([`crate::demo::submit_all`]).
+//! them through it once everything is started ([`crate::demo::submit_all`]);
+//! with demo agents, a process that runs routing gives them their profiles
+//! and simulates the desktops of the simulated ones ([`crate::simulate`]).
 //!
 //! Shutdown runs in the order that loses nothing: the servers stop taking new
 //! calls and finish those in flight; intake's writer commits what it had
@@ -35,7 +37,8 @@ use switchboard_intake::{
 use switchboard_proto::v1::SubmitContactRequest;
 use switchboard_routing::RoutingConfig;
 use switchboard_routing_service::{
-    PgRoutingStore, Router, RouterSettings, RoutingConsumer, RoutingGrpc, RoutingStore, SqliteRoutingStore,
+    PgRoutingStore, Router, RouterSettings, Routers, RoutingConsumer, RoutingGrpc, RoutingStore,
+    SqliteRoutingStore,
 };
 use switchboard_runtime::{GrpcServer, Health, Metrics, ServerLayers, Settings, Shutdown, http};
 use tokio::{
@@ -44,10 +47,10 @@ use tokio::{
     task::{JoinHandle, JoinSet},
 };
 
-use crate::demo::{self, DemoLoaded};
-
-/// The routing partition a process owns when it is the active router.
-pub const DEFAULT_PARTITION: &str = "default";
+use crate::{
+    demo::{self, DemoAgent, DemoLoaded},
+    simulate::{self, Simulation},
+};
 
 /// Which services one process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +102,13 @@ pub struct Launch {
     /// through intake after start-up. Empty for none; ignored by a process
     /// that does not run intake.
     pub demo: Vec<SubmitContactRequest>,
+    /// The demo contact centre's agents (`switchboard up --demo`), already
+    /// validated: each gets its profile after start-up, and each simulated
+    /// one a desktop that takes contacts. Empty for none; ignored by a
+    /// process that does not run routing.
+    pub demo_agents: Vec<DemoAgent>,
+    /// How long simulated agents hold a contact, on average.
+    pub demo_handle_time: Duration,
     /// The routing configuration, already validated against the catalogue;
     /// `None` when the seeds dir has no `routing.toml`, which runs no routing.
     pub routing: Option<RoutingSource>,
@@ -275,6 +285,8 @@ pub async fn start(
         catalogue,
         bus,
         demo,
+        demo_agents,
+        demo_handle_time,
         routing,
     } = launch;
     let grpc_addr = grpc_listener.local_addr()?;
@@ -289,10 +301,16 @@ pub async fn start(
     bus.ensure_queue(&QueueSpec::cases(&topology))
         .await
         .context("cannot declare the cases queue")?;
-    if routing.is_some() {
-        bus.ensure_queue(&QueueSpec::routing(&topology))
-            .await
-            .context("cannot declare the routing queue")?;
+    if let Some(source) = &routing {
+        // One queue per routing partition, declared by every process, so a
+        // contact published before its router started waits for it.
+        let config = RoutingConfig::parse(&source.toml).context("routing configuration")?;
+        for partition in config.partitions() {
+            let queue = QueueSpec::routing_partition(&topology, partition).context("routing partition")?;
+            bus.ensure_queue(&queue)
+                .await
+                .with_context(|| format!("cannot declare the routing queue of partition {partition}"))?;
+        }
     }
     let sealer = sealer(&settings)?;
     let metrics = Metrics::new();
@@ -311,6 +329,7 @@ pub async fn start(
     let mut http_routes = axum::Router::new();
     let mut intake_writer = None;
     let mut demo_intake = None;
+    let mut routers = None;
 
     if services.intake() {
         let wake = Arc::new(Notify::new());
@@ -404,7 +423,7 @@ pub async fn start(
     if services.routing() {
         match &routing {
             Some(source) => {
-                grpc = start_routing(
+                let (with_routing, started) = start_routing(
                     source.clone(),
                     services,
                     &settings,
@@ -417,6 +436,8 @@ pub async fn start(
                     grpc,
                 )
                 .await?;
+                grpc = with_routing;
+                routers = Some(started);
             }
             None => tracing::warn!(
                 "no routing configuration (routing.toml) in the seeds dir: routing is not running"
@@ -449,6 +470,32 @@ pub async fn start(
     // does not wait for it.
     let demo_loading =
         demo_intake.map(|intake| tokio::spawn(demo::submit_all(intake, demo, shutdown.clone())));
+    if !demo_agents.is_empty() {
+        match (routers, &routing) {
+            (Some(routers), Some(source)) => {
+                // Already validated at load, so only a broken build fails here.
+                let partners = RoutingConfig::parse(&source.toml)
+                    .map(|config| config.partners.into_keys().collect())
+                    .unwrap_or_default();
+                let simulation = Simulation {
+                    grpc_addr,
+                    agents: demo_agents,
+                    handle_time: demo_handle_time,
+                    partners,
+                    jwt: settings.auth.jwt.clone(),
+                };
+                let simulation_shutdown = shutdown.clone();
+                tasks.spawn(async move {
+                    simulate::run(routers, simulation, simulation_shutdown).await;
+                    Ok(())
+                });
+            }
+            _ => tracing::warn!(
+                agents = demo_agents.len(),
+                "demo agents need routing, which this process does not run; they are left out"
+            ),
+        }
+    }
 
     Ok(Running {
         grpc_addr,
@@ -461,9 +508,10 @@ pub async fn start(
     })
 }
 
-/// Starts the routing service for the default partition: its store, the
-/// router, the single-active-consumer loop, the configuration file watch and
-/// the three gRPC services.
+/// Starts the routing service: its store, a router and a single-active-consumer
+/// loop for each partition of the configuration, the configuration file watch
+/// and the three gRPC services. Answers the server with those services, and
+/// the routers.
 #[allow(clippy::too_many_arguments)]
 async fn start_routing(
     source: RoutingSource,
@@ -476,7 +524,7 @@ async fn start_routing(
     shutdown: &Shutdown,
     tasks: &mut JoinSet<anyhow::Result<()>>,
     grpc: GrpcServer,
-) -> anyhow::Result<GrpcServer> {
+) -> anyhow::Result<(GrpcServer, Arc<Routers>)> {
     let store: Arc<dyn RoutingStore> = match &settings.database_url {
         Some(url) => Arc::new(
             PgRoutingStore::connect(url.expose_secret())
@@ -496,68 +544,72 @@ async fn start_routing(
             async move { store.check().await }
         });
     }
-    let check_catalogue = catalogue.clone();
-    let wake = Arc::new(Notify::new());
-    let router = Router::new(
-        RouterSettings {
-            partition: DEFAULT_PARTITION.to_owned(),
-            owner: format!(
-                "{}:{}",
-                std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".to_owned()),
-                std::process::id()
-            ),
-            config_toml: source.toml.clone(),
-            config_check: Arc::new(move |config: &RoutingConfig| {
-                config
-                    .check_catalogue(&check_catalogue)
-                    .map_err(|error| error.to_string())
-            }),
-        },
-        store.clone(),
-        wake.clone(),
+    let config = RoutingConfig::parse(&source.toml).context("routing configuration")?;
+    let owner = format!(
+        "{}:{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".to_owned()),
+        std::process::id()
     );
+    let mut routers = Vec::new();
+    for partition in config.partitions() {
+        let check_catalogue = catalogue.clone();
+        let wake = Arc::new(Notify::new());
+        let router = Router::new(
+            RouterSettings {
+                partition: partition.to_owned(),
+                owner: owner.clone(),
+                config_toml: source.toml.clone(),
+                config_check: Arc::new(move |config: &RoutingConfig| {
+                    config
+                        .check_catalogue(&check_catalogue)
+                        .map_err(|error| error.to_string())
+                }),
+            },
+            store.clone(),
+            wake.clone(),
+        );
+        if settings.amqp_url.is_none() {
+            // The in-process bus has one consumer per queue, this process's:
+            // it owns the partition from the start, so agents and channels
+            // are served from the first call rather than after the first
+            // heartbeat.
+            router.take_over().await.context("routing take-over")?;
+        }
+        let queue = QueueSpec::routing_partition(topology, partition).context("routing partition")?;
+        let consumer = RoutingConsumer::new(router.clone(), store.clone(), bus.clone(), queue, wake);
+        let consumer_shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            consumer
+                .run(consumer_shutdown.wait_owned())
+                .await
+                .context("routing consumer")
+        });
+        routers.push(router);
+    }
+    let routers = Arc::new(Routers::new(routers, store));
     if services == Services::Routing {
-        // A router process standing by is not ready, so load balancers send
-        // agent desktops and supervisors to the active one. (In `up`, the
-        // process also runs intake and cases, which a standby serves.)
-        let router = router.clone();
+        // A router process that routes no partition now is not ready, so load
+        // balancers send agent desktops and supervisors to one that does.
+        // (In `up`, the process also runs intake and cases, which a standby
+        // serves.)
+        let routers = routers.clone();
         health.add_check_fn("routing-partition", move || {
-            let active = router.is_active();
+            let active = routers.any_active();
             async move {
                 if active {
                     Ok(())
                 } else {
-                    Err("standing by: another process routes this partition")
+                    Err("standing by: other processes route every partition")
                 }
             }
         });
     }
-    if settings.amqp_url.is_none() {
-        // The in-process bus has one consumer per queue, this process's: it
-        // owns the partition from the start, so agents and channels are
-        // served from the first call rather than after the first heartbeat.
-        router.take_over().await.context("routing take-over")?;
-    }
-    let consumer = RoutingConsumer::new(
-        router.clone(),
-        store,
-        bus.clone(),
-        QueueSpec::routing(topology),
-        wake,
-    );
-    let consumer_shutdown = shutdown.clone();
-    tasks.spawn(async move {
-        consumer
-            .run(consumer_shutdown.wait_owned())
-            .await
-            .context("routing consumer")
-    });
     if let Some(path) = source.path {
-        let watch_router = router.clone();
+        let watch_routers = routers.clone();
         let watch_shutdown = shutdown.clone();
         let catalogue = catalogue.clone();
         tasks.spawn(async move {
-            watch_routing_file(path, source.toml, catalogue, watch_router, watch_shutdown).await;
+            watch_routing_file(path, source.toml, catalogue, watch_routers, watch_shutdown).await;
             Ok(())
         });
     }
@@ -568,11 +620,12 @@ async fn start_routing(
     ] {
         health.track_grpc_service(service).await;
     }
-    let routing = RoutingGrpc::new(router);
-    Ok(grpc
+    let routing = RoutingGrpc::new(routers.clone());
+    let grpc = grpc
         .add_service(routing.agent_server())
         .add_service(routing.supervisor_server())
-        .add_service(routing.queue_server()))
+        .add_service(routing.queue_server());
+    Ok((grpc, routers))
 }
 
 /// How often a running router looks at its routing.toml for changes.
@@ -585,7 +638,7 @@ async fn watch_routing_file(
     path: PathBuf,
     mut applied: String,
     catalogue: Arc<Catalogue>,
-    router: Arc<Router>,
+    routers: Arc<Routers>,
     shutdown: Shutdown,
 ) {
     let mut refused: Option<String> = None;
@@ -605,7 +658,7 @@ async fn watch_routing_file(
             refused = Some(text);
             continue;
         }
-        match router.reconfigure(&text).await {
+        match routers.reconfigure(&text).await {
             Ok(_) => {
                 tracing::info!(file = %path.display(), "routing configuration reloaded");
                 applied = text;

@@ -146,6 +146,8 @@ async fn measure(
             catalogue: catalogue.clone(),
             bus: None,
             demo: Vec::new(),
+            demo_agents: Vec::new(),
+            demo_handle_time: crate::simulate::DEFAULT_HANDLE_TIME,
             // The spine's figures: intake to the case store.
             routing: None,
         };

@@ -7,13 +7,15 @@ use secrecy::ExposeSecret;
 use switchboard_bus::Topology;
 use switchboard_cases::{PgCasesStore, SqliteCasesStore};
 use switchboard_intake::{PgIntakeStore, SqliteIntakeStore};
+use switchboard_routing::RoutingConfig;
 use switchboard_runtime::{DevCredentials, Settings, Shutdown, config::Options, telemetry};
 use tokio::net::TcpListener;
 
 use crate::{
     app::{self, Launch, Services},
     cli::{GlobalOptions, ServiceName},
-    demo,
+    demo::{self, DemoData},
+    simulate,
 };
 
 /// Settings from every layer, the flags on top.
@@ -66,13 +68,18 @@ async fn run(global: &GlobalOptions, services: Services) -> anyhow::Result<()> {
         tracing::info!("no routing.toml in the seeds dir: routing is not running");
     }
     // Read and validated before anything starts, so a mistake in demo.toml
-    // stops start-up with the contact and field named.
+    // stops start-up with the contact or agent and the field named.
     let demo = if global.demo {
-        demo::load(settings.seeds_dir.as_deref(), &catalogue)?
+        let routing_config = routing
+            .as_ref()
+            .map(|source| RoutingConfig::parse(&source.toml))
+            .transpose()
+            .context("the routing configuration no longer parses")?;
+        demo::load(settings.seeds_dir.as_deref(), &catalogue, routing_config.as_ref())?
     } else {
-        Vec::new()
+        DemoData::default()
     };
-    let demo_contacts = demo.len();
+    let welcome = Welcome::new(&demo, routing.is_some());
     let grpc_listener = bind(settings.grpc_addr, "grpc_addr").await?;
     let http_listener = bind(settings.http_addr, "http_addr").await?;
     let shutdown = Shutdown::on_signals();
@@ -82,11 +89,13 @@ async fn run(global: &GlobalOptions, services: Services) -> anyhow::Result<()> {
         topology: Topology::new(&global.amqp_prefix),
         catalogue,
         bus: None,
-        demo,
+        demo: demo.contacts,
+        demo_agents: demo.agents,
+        demo_handle_time: simulate::DEFAULT_HANDLE_TIME,
         routing,
     };
     let running = app::start(launch, grpc_listener, http_listener, shutdown).await?;
-    print_welcome(&settings, &running, dev_credentials.as_ref(), demo_contacts);
+    print_welcome(&settings, &running, dev_credentials.as_ref(), &welcome);
     running.wait().await
 }
 
@@ -96,11 +105,42 @@ async fn bind(address: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("{key}: cannot listen on {address}"))
 }
 
+/// What the welcome banner says about the demo.
+struct Welcome {
+    demo_contacts: usize,
+    /// Zero when routing is not running: nobody is simulated then.
+    simulated_agents: usize,
+    /// Whether the demo gives the development agent token's subject a
+    /// profile (and routing runs), so a developer can take contacts.
+    dev_agent: bool,
+}
+
+impl Welcome {
+    fn new(demo: &DemoData, routing: bool) -> Welcome {
+        Welcome {
+            demo_contacts: demo.contacts.len(),
+            simulated_agents: if routing {
+                demo.agents.iter().filter(|agent| agent.simulated).count()
+            } else {
+                0
+            },
+            dev_agent: routing
+                && demo
+                    .agents
+                    .iter()
+                    .any(|agent| !agent.simulated && agent.subject == DEV_AGENT_SUBJECT),
+        }
+    }
+}
+
+/// The subject of the development credentials' agent token.
+const DEV_AGENT_SUBJECT: &str = "dev-agent";
+
 fn print_welcome(
     settings: &Settings,
     running: &app::Running,
     dev: Option<&DevCredentials>,
-    demo_contacts: usize,
+    welcome: &Welcome,
 ) {
     let mode = match (&settings.database_url, &settings.amqp_url) {
         (None, None) => format!(
@@ -120,10 +160,19 @@ fn print_welcome(
         "  HTTP  http://{}  (POST /v1/contacts, /forms/contact, /healthz, /readyz, /metrics)",
         running.http_addr
     );
+    let demo_contacts = welcome.demo_contacts;
     if demo_contacts > 0 {
         eprintln!(
             "demo data: {demo_contacts} contacts from fictional residents, submitted through intake now \
              (already stored ones are not stored again)"
+        );
+    }
+    if welcome.simulated_agents > 0 {
+        eprintln!(
+            "demo agents: {} simulated agents sign in and take contacts (about {} s each); \
+             queues keep their opening hours, web forms are taken at any hour",
+            welcome.simulated_agents,
+            simulate::DEFAULT_HANDLE_TIME.as_secs()
         );
     }
     if let Some(dev) = dev {
@@ -135,6 +184,18 @@ fn print_welcome(
         eprintln!(
             "  then try:  switchboard submit --channel phone --service council-tax --phone '07700 900123' --summary 'a question about my bill'"
         );
+        if welcome.dev_agent {
+            eprintln!(
+                "  take contacts yourself as {DEV_AGENT_SUBJECT} (SWITCHBOARD_AGENT_TOKEN), beside the simulated agents:"
+            );
+            eprintln!(
+                "    grpcurl -plaintext -H \"authorization: Bearer $SWITCHBOARD_AGENT_TOKEN\" {} switchboard.v1.AgentService/SignIn",
+                running.grpc_addr
+            );
+            eprintln!(
+                "    then StreamUpdates for offers, AcceptOffer, EndContact and CompleteContact (proto/switchboard/v1/routing.proto)"
+            );
+        }
     }
     eprintln!("stop with Ctrl-C (finishes what is in flight first)");
 }

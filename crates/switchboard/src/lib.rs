@@ -6,8 +6,11 @@
 //!   one gRPC and one HTTP server, shuts them down in order.
 //! - [`commands`]: `up`, `serve`, `migrate`: settings, credentials, telemetry,
 //!   listeners, then [`app::start`].
-//! - [`demo`]: demo residents' contacts from `seeds/demo.toml`, validated at
-//!   load and submitted through intake by `up --demo`.
+//! - [`demo`]: demo residents' contacts and the demo contact centre's agents
+//!   from `seeds/demo.toml`, validated at load; `up --demo` submits the
+//!   contacts through intake.
+//! - [`simulate`]: simulated agent desktops for `up --demo`, gRPC clients of
+//!   the process's own agent service that take the demo contacts.
 //! - [`submit`]: the command-line intake client.
 //! - [`bench`]: throughput beside raw PostgreSQL and RabbitMQ, in one run.
 
@@ -16,4 +19,5 @@ pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod demo;
+pub mod simulate;
 pub mod submit;
