@@ -72,30 +72,71 @@ async fn submit_calls(intake: std::net::SocketAddr, key: &str, count: usize) -> 
     (all, bsl)
 }
 
+/// Intake, cases and one routing process as services over real RabbitMQ
+/// (a random queue prefix) and a fresh PostgreSQL database, with an
+/// observer of the events they publish.
+struct Distributed {
+    intake: switchboard::app::Running,
+    cases: switchboard::app::Running,
+    router: switchboard::app::Running,
+    credentials: switchboard_runtime::DevCredentials,
+    observer: EventObserver,
+    _database: testing::TestDatabase,
+    _data_dir: tempfile::TempDir,
+}
+
+impl Distributed {
+    async fn start(routing_toml: String) -> Distributed {
+        let database = testing::TestDatabase::create().await;
+        let data_dir = tempfile::tempdir().expect("data dir");
+        let (settings, credentials) = test_settings(
+            data_dir.path(),
+            Some(database.url.clone()),
+            Some(testing::amqp_url()),
+        )
+        .expect("settings");
+        let topology = Topology::random_for_test();
+        let observer = EventObserver::start(&topology).await.expect("observer");
+        let routing = Some(routing_source(routing_toml));
+        let intake = start_services_with(&settings, Services::Intake, &topology, routing.clone())
+            .await
+            .expect("intake starts");
+        let cases = start_services_with(&settings, Services::Cases, &topology, routing.clone())
+            .await
+            .expect("cases starts");
+        let router = start_services_with(&settings, Services::Routing, &topology, routing)
+            .await
+            .expect("routing starts");
+        Distributed {
+            intake,
+            cases,
+            router,
+            credentials,
+            observer,
+            _database: database,
+            _data_dir: data_dir,
+        }
+    }
+
+    async fn stop(self) {
+        self.router.stop().await.expect("routing stops");
+        self.cases.stop().await.expect("cases stops");
+        self.intake.stop().await.expect("intake stops");
+        self.observer.stop().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn contacts_are_offered_accepted_and_completed_over_the_agent_stream() {
-    let database = testing::TestDatabase::create().await;
-    let data_dir = tempfile::tempdir().expect("data dir");
-    let (settings, credentials) = test_settings(
-        data_dir.path(),
-        Some(database.url.clone()),
-        Some(testing::amqp_url()),
-    )
-    .expect("settings");
-    let topology = Topology::random_for_test();
-    let observer = EventObserver::start(&topology).await.expect("observer");
-    let routing = Some(routing_source(always_open_routing()));
-    let intake = start_services_with(&settings, Services::Intake, &topology, routing.clone())
-        .await
-        .expect("intake starts");
-    let cases = start_services_with(&settings, Services::Cases, &topology, routing.clone())
-        .await
-        .expect("cases starts");
-    let router = start_services_with(&settings, Services::Routing, &topology, routing)
-        .await
-        .expect("routing starts");
+    let system = Distributed::start(always_open_routing()).await;
+    let (intake, router, credentials, observer) = (
+        &system.intake,
+        &system.router,
+        &system.credentials,
+        &system.observer,
+    );
 
-    let mut supervisor = supervisor_client(router.grpc_addr, &credentials)
+    let mut supervisor = supervisor_client(router.grpc_addr, credentials)
         .await
         .expect("supervisor client");
     put_profiles(
@@ -110,7 +151,7 @@ async fn contacts_are_offered_accepted_and_completed_over_the_agent_stream() {
     .expect("profiles");
     let desktops = Desktops::start(
         vec![router.grpc_addr],
-        &credentials,
+        credentials,
         &["agent-ann", "agent-bob", "agent-bsl"],
     );
 
@@ -179,10 +220,7 @@ async fn contacts_are_offered_accepted_and_completed_over_the_agent_stream() {
     );
 
     desktops.stop();
-    router.stop().await.expect("routing stops");
-    cases.stop().await.expect("cases stops");
-    intake.stop().await.expect("intake stops");
-    observer.stop().await;
+    system.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -563,34 +601,21 @@ async fn each_partition_routes_its_own_contacts_with_its_own_agents() {
     use switchboard_proto::v1::{PutAgentProfileRequest, WebOrigin};
     use tonic::Code;
 
-    let database = testing::TestDatabase::create().await;
-    let data_dir = tempfile::tempdir().expect("data dir");
-    let (settings, credentials) = test_settings(
-        data_dir.path(),
-        Some(database.url.clone()),
-        Some(testing::amqp_url()),
-    )
-    .expect("settings");
-    let topology = Topology::random_for_test();
-    let observer = EventObserver::start(&topology).await.expect("observer");
     // Council tax web forms get a partition of their own.
     let partitioned = always_open_routing().replacen(
         "[queues.council-tax-web]\n",
         "[queues.council-tax-web]\npartition = \"revenues\"\n",
         1,
     );
-    let routing = Some(routing_source(partitioned));
-    let intake = start_services_with(&settings, Services::Intake, &topology, routing.clone())
-        .await
-        .expect("intake starts");
-    let cases = start_services_with(&settings, Services::Cases, &topology, routing.clone())
-        .await
-        .expect("cases starts");
-    let router = start_services_with(&settings, Services::Routing, &topology, routing)
-        .await
-        .expect("routing starts");
+    let system = Distributed::start(partitioned).await;
+    let (intake, router, credentials, observer) = (
+        &system.intake,
+        &system.router,
+        &system.credentials,
+        &system.observer,
+    );
 
-    let mut supervisor = supervisor_client(router.grpc_addr, &credentials)
+    let mut supervisor = supervisor_client(router.grpc_addr, credentials)
         .await
         .expect("supervisor client");
     let mut phone = phone_agent("agent-phone", &[]);
@@ -610,11 +635,7 @@ async fn each_partition_routes_its_own_contacts_with_its_own_agents() {
     put_profiles(&mut supervisor, &[phone, web])
         .await
         .expect("profiles");
-    let desktops = Desktops::start(
-        vec![router.grpc_addr],
-        &credentials,
-        &["agent-phone", "agent-web"],
-    );
+    let desktops = Desktops::start(vec![router.grpc_addr], credentials, &["agent-phone", "agent-web"]);
 
     let key = credentials.intake_key.expose_secret().to_owned();
     let mut client = intake_client_at(intake.grpc_addr, &key)
@@ -679,8 +700,5 @@ async fn each_partition_routes_its_own_contacts_with_its_own_agents() {
     assert!(live.queues.iter().any(|queue| queue.queue == "council-tax-phone"));
 
     desktops.stop();
-    router.stop().await.expect("routing stops");
-    cases.stop().await.expect("cases stops");
-    intake.stop().await.expect("intake stops");
-    observer.stop().await;
+    system.stop().await;
 }

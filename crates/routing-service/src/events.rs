@@ -143,6 +143,28 @@ impl EventBatch {
         }
     }
 
+    /// A `contact.queued` for the contact in `queue`, with what routing
+    /// knows of its service and channel; callers fill in the rest.
+    fn queued(contact: ContactId, queue: &str, info: Option<&ContactInfo>) -> v1::ContactQueued {
+        v1::ContactQueued {
+            contact_id: contact_uuid(contact),
+            queue: queue.to_owned(),
+            service: info.map(|i| i.service.clone()).unwrap_or_default(),
+            channel: info.map_or(0, |i| channel_to_proto(i.channel) as i32),
+            ..v1::ContactQueued::default()
+        }
+    }
+
+    /// Adds a `contact.queued` and remembers it as the contact's in this batch.
+    fn push_queued(&mut self, at: DateTime<Utc>, contact: ContactId, queued: v1::ContactQueued) {
+        let index = self.push(
+            at,
+            contact_uuid(contact),
+            v1::event::Payload::ContactQueued(queued),
+        );
+        self.queued.insert(contact, index);
+    }
+
     /// Events for one decision. `contacts` holds what routing knows of each
     /// contact, with the queue it was last in.
     pub(crate) fn decision(
@@ -171,21 +193,12 @@ impl EventBatch {
                     queued.estimated_wait_seconds = estimate;
                     return;
                 }
-                let payload = v1::ContactQueued {
-                    contact_id: contact_uuid(*contact),
-                    queue: queue.to_string(),
-                    service: info(contact).map(|i| i.service.clone()).unwrap_or_default(),
-                    channel: info(contact).map_or(0, |i| channel_to_proto(i.channel) as i32),
+                let queued = v1::ContactQueued {
                     position,
                     estimated_wait_seconds: estimate,
-                    ..v1::ContactQueued::default()
+                    ..Self::queued(*contact, queue.as_str(), info(contact))
                 };
-                let index = self.push(
-                    at,
-                    contact_uuid(*contact),
-                    v1::event::Payload::ContactQueued(payload),
-                );
-                self.queued.insert(*contact, index);
+                self.push_queued(at, *contact, queued);
             }
             Decision::CallbackOffered {
                 contact,
@@ -197,22 +210,13 @@ impl EventBatch {
                     queued.callback_queue = callback_queue.to_string();
                     return;
                 }
-                let payload = v1::ContactQueued {
-                    contact_id: contact_uuid(*contact),
-                    queue: queue.to_string(),
-                    service: info(contact).map(|i| i.service.clone()).unwrap_or_default(),
-                    channel: info(contact).map_or(0, |i| channel_to_proto(i.channel) as i32),
+                let queued = v1::ContactQueued {
                     estimated_wait_seconds: estimated_wait_seconds
                         .map(|s| u32::try_from(s).unwrap_or(u32::MAX)),
                     callback_queue: callback_queue.to_string(),
-                    ..v1::ContactQueued::default()
+                    ..Self::queued(*contact, queue.as_str(), info(contact))
                 };
-                let index = self.push(
-                    at,
-                    contact_uuid(*contact),
-                    v1::event::Payload::ContactQueued(payload),
-                );
-                self.queued.insert(*contact, index);
+                self.push_queued(at, *contact, queued);
             }
             Decision::Moved {
                 contact,
@@ -231,21 +235,12 @@ impl EventBatch {
                         }),
                     );
                 }
-                let payload = v1::ContactQueued {
-                    contact_id: contact_uuid(*contact),
-                    queue: to.to_string(),
-                    service: info(contact).map(|i| i.service.clone()).unwrap_or_default(),
-                    channel: info(contact).map_or(0, |i| channel_to_proto(i.channel) as i32),
+                let queued = v1::ContactQueued {
                     moved_from: from.to_string(),
                     move_reason: move_reason(*reason).to_owned(),
-                    ..v1::ContactQueued::default()
+                    ..Self::queued(*contact, to.as_str(), info(contact))
                 };
-                let index = self.push(
-                    at,
-                    contact_uuid(*contact),
-                    v1::event::Payload::ContactQueued(payload),
-                );
-                self.queued.insert(*contact, index);
+                self.push_queued(at, *contact, queued);
             }
             Decision::HeldForAgent { contact, agent, .. } => {
                 self.push(

@@ -59,6 +59,26 @@ impl RoutingGrpc {
         QueueServiceServer::new(self.clone())
     }
 
+    /// What a channel reports of a waiting resident, to the router holding
+    /// the contact.
+    async fn resident(
+        &self,
+        request: &Request<v1::ContactRequest>,
+        action: ResidentAction,
+    ) -> Result<Response<v1::QueuePosition>, Status> {
+        let contact = contact_id("contact_id", &request.get_ref().contact_id)?;
+        let (router, _) = self
+            .routers
+            .for_contact(contact)
+            .await
+            .map_err(|error| router_status(&error))?;
+        let view = router
+            .resident_action(contact, action)
+            .await
+            .map_err(|error| router_status(&error))?;
+        Ok(Response::new(queue_position(&view)))
+    }
+
     async fn act<T>(
         &self,
         request: &Request<T>,
@@ -577,17 +597,7 @@ impl QueueService for RoutingGrpc {
         &self,
         request: Request<v1::ContactRequest>,
     ) -> Result<Response<v1::QueuePosition>, Status> {
-        let contact = contact_id("contact_id", &request.get_ref().contact_id)?;
-        let (router, _) = self
-            .routers
-            .for_contact(contact)
-            .await
-            .map_err(|error| router_status(&error))?;
-        let view = router
-            .resident_action(contact, ResidentAction::Abandoned)
-            .await
-            .map_err(|error| router_status(&error))?;
-        Ok(Response::new(queue_position(&view)))
+        self.resident(&request, ResidentAction::Abandoned).await
     }
 
     #[tracing::instrument(name = "routing.accept_callback", skip_all)]
@@ -595,16 +605,6 @@ impl QueueService for RoutingGrpc {
         &self,
         request: Request<v1::ContactRequest>,
     ) -> Result<Response<v1::QueuePosition>, Status> {
-        let contact = contact_id("contact_id", &request.get_ref().contact_id)?;
-        let (router, _) = self
-            .routers
-            .for_contact(contact)
-            .await
-            .map_err(|error| router_status(&error))?;
-        let view = router
-            .resident_action(contact, ResidentAction::AcceptedCallback)
-            .await
-            .map_err(|error| router_status(&error))?;
-        Ok(Response::new(queue_position(&view)))
+        self.resident(&request, ResidentAction::AcceptedCallback).await
     }
 }
