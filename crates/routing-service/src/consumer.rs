@@ -43,6 +43,9 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 pub const STANDBY_AFTER: Duration = Duration::from_secs(5);
 /// How often an active router lets the engine's clock move on.
 pub const TICK_EVERY: Duration = Duration::from_millis(250);
+/// How often an active router looks for a routing configuration stored by a
+/// supervisor's edit through any process.
+pub const CONFIG_CHECK_EVERY: Duration = Duration::from_secs(2);
 
 /// Deliveries per batch (one store write each).
 const BATCH_SIZE: usize = 200;
@@ -148,8 +151,16 @@ async fn heartbeat(bus: Arc<dyn Bus>, queue: String, stop: CancellationToken) {
             sealed_personal_data: None,
             payload: None,
         });
-        if let Err(error) = bus.send_to_queue(&queue, std::slice::from_ref(&beat)).await {
-            tracing::debug!(queue = %queue, error.message = %error, "heartbeat not sent");
+        // A send can wait for the queue's consumer to settle the beat (the
+        // in-process bus confirms so); at shutdown that consumer has stopped,
+        // so stopping must not wait for the send.
+        tokio::select! {
+            () = stop.cancelled() => return,
+            sent = bus.send_to_queue(&queue, std::slice::from_ref(&beat)) => {
+                if let Err(error) = sent {
+                    tracing::debug!(queue = %queue, error.message = %error, "heartbeat not sent");
+                }
+            }
         }
         tokio::select! {
             () = stop.cancelled() => return,
@@ -158,11 +169,12 @@ async fn heartbeat(bus: Arc<dyn Bus>, queue: String, stop: CancellationToken) {
     }
 }
 
-/// Ticks the engine while active; stands by after [`STANDBY_AFTER`] without
-/// a delivery.
+/// Ticks the engine while active, and follows the stored configuration;
+/// stands by after [`STANDBY_AFTER`] without a delivery.
 async fn tick(router: Arc<Router>, last_delivery: Arc<StdMutex<Instant>>, stop: CancellationToken) {
     let mut interval = tokio::time::interval(TICK_EVERY);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_config_check = Instant::now();
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -182,6 +194,12 @@ async fn tick(router: Arc<Router>, last_delivery: Arc<StdMutex<Instant>>, stop: 
         }
         if let Err(error) = router.tick().await {
             tracing::warn!(partition = %router.partition(), error.message = %error, "routing tick failed");
+        }
+        if last_config_check.elapsed() >= CONFIG_CHECK_EVERY {
+            last_config_check = Instant::now();
+            if let Err(error) = router.follow_stored_config().await {
+                tracing::warn!(partition = %router.partition(), error.message = %error, "could not follow the stored routing configuration");
+            }
         }
     }
 }

@@ -40,8 +40,15 @@ pub(crate) enum Entry {
         case_reference: String,
         case_contact_count: u32,
     },
-    /// The routing configuration changed (file reloaded or a supervisor's edit).
-    Reconfigured { at: DateTime<Utc>, config: String },
+    /// The routing configuration changed: the file was reloaded, or a
+    /// supervisor's edit was applied (then `version` is the stored one, so a
+    /// take-over never goes back to an older edit).
+    Reconfigured {
+        at: DateTime<Utc>,
+        config: String,
+        #[serde(default)]
+        version: Option<u64>,
+    },
     /// A router took the partition over; entries after this are its own.
     TookOver { at: DateTime<Utc>, owner: String },
 }

@@ -222,6 +222,8 @@ pub struct Router {
 struct Active {
     engine: Engine,
     config_toml: String,
+    /// The newest stored configuration version applied (0: none).
+    config_version: u64,
     next_seq: u64,
     /// Entries written since the latest base.
     since_base: u64,
@@ -327,6 +329,7 @@ impl Router {
         let mut active = Active {
             engine,
             config_toml,
+            config_version: 0,
             next_seq: 1,
             since_base: 0,
             contacts: HashMap::new(),
@@ -834,10 +837,10 @@ impl Router {
         Ok(RoutingConfig::parse(&self.config_toml().await)?)
     }
 
-    /// Validates and applies a new routing configuration (TOML): checked by
-    /// its own rules and the [`ConfigCheck`], then applied to the engine in
-    /// place. Unchanged text is a no-op.
-    pub async fn reconfigure(&self, toml: &str) -> RouterResult<String> {
+    /// Checks a routing configuration (TOML) by its own rules, the
+    /// [`ConfigCheck`], and against the partitions in force (which only
+    /// change with a restart of the routing processes).
+    pub async fn validate_config(&self, toml: &str) -> RouterResult<RoutingConfig> {
         let config = RoutingConfig::parse(toml)?;
         (self.config_check)(&config).map_err(|reason| RouterError::InvalidArgument {
             field: "toml",
@@ -853,6 +856,62 @@ impl Router {
                 config.partitions()
             )));
         }
+        Ok(config)
+    }
+
+    /// Validates and applies a new routing configuration (TOML), e.g. a
+    /// reloaded file. Unchanged text is a no-op. While contacts are being
+    /// routed the queues must stay the same (see
+    /// `switchboard_routing::Engine::reconfigure`); that is refused with
+    /// [`RouterError::FailedPrecondition`].
+    pub async fn reconfigure(&self, toml: &str) -> RouterResult<String> {
+        self.validate_config(toml).await?;
+        self.apply_config(toml, None).await
+    }
+
+    /// Applies the newest configuration supervisors stored, if this router
+    /// has not yet: called every few seconds, so an edit made through any
+    /// process reaches every partition, and one that had to wait for a
+    /// quiet moment applies once it comes.
+    pub async fn follow_stored_config(&self) -> RouterResult<()> {
+        if !self.is_active() {
+            return Ok(());
+        }
+        let Some((version, toml)) = self.store.latest_config().await? else {
+            return Ok(());
+        };
+        let applied = match self.state.lock().await.as_ref() {
+            Some(active) => active.config_version,
+            None => return Ok(()),
+        };
+        if version <= applied {
+            return Ok(());
+        }
+        if let Err(error) = self.validate_config(&toml).await {
+            // Valid where it was stored, refused here (e.g. another version
+            // of the catalogue): said once, then left.
+            tracing::warn!(partition = %self.partition, version, error.message = %error, "stored routing configuration refused");
+            self.with_active(move |active, _| {
+                active.config_version = version;
+                Ok(())
+            })
+            .await?;
+            return Ok(());
+        }
+        match self.apply_config(&toml, Some(version)).await {
+            Ok(_) => {
+                tracing::info!(partition = %self.partition, version, "routing configuration applied");
+                Ok(())
+            }
+            Err(RouterError::FailedPrecondition(reason)) => {
+                tracing::debug!(partition = %self.partition, version, reason = %reason, "routing configuration waits for a quiet moment");
+                Ok(())
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn apply_config(&self, toml: &str, version: Option<u64>) -> RouterResult<String> {
         *self
             .config_toml
             .lock()
@@ -862,15 +921,26 @@ impl Router {
         }
         let toml = toml.to_owned();
         self.with_active(move |active, pending| {
-            if active.config_toml == toml {
-                return Ok(toml);
+            if active.config_toml != toml {
+                let at = Utc::now();
+                active.reconfigure(at, &toml)?;
+                pending.entries.push(Entry::Reconfigured {
+                    at,
+                    config: toml.clone(),
+                    version,
+                });
+            } else if version.is_some_and(|version| version > active.config_version) {
+                // The same text as in force: nothing to change, but the
+                // version is taken, so it is not applied again.
+                pending.entries.push(Entry::Reconfigured {
+                    at: Utc::now(),
+                    config: toml.clone(),
+                    version,
+                });
             }
-            let at = Utc::now();
-            active.reconfigure(at, &toml)?;
-            pending.entries.push(Entry::Reconfigured {
-                at,
-                config: toml.clone(),
-            });
+            if let Some(version) = version {
+                active.config_version = active.config_version.max(version);
+            }
             Ok(toml)
         })
         .await
@@ -1235,7 +1305,14 @@ impl Active {
                     info.case_contact_count = case_contact_count;
                 }
             }
-            Entry::Reconfigured { at, config } => self.reconfigure(at, &config)?,
+            Entry::Reconfigured { at, config, version } => {
+                if self.config_toml != config {
+                    self.reconfigure(at, &config)?;
+                }
+                if let Some(version) = version {
+                    self.config_version = self.config_version.max(version);
+                }
+            }
             Entry::TookOver { .. } => {}
         }
         Ok(())

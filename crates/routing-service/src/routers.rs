@@ -159,12 +159,23 @@ impl Routers {
         Ok(self.first()?.config_toml().await)
     }
 
-    /// Validates and applies a new configuration to every partition here.
+    /// Validates a new configuration, stores it, and applies it to every
+    /// partition this process routes. Partitions other processes route
+    /// follow the stored configuration within seconds; a partition that is
+    /// routing contacts while the change adds, removes or moves queues takes
+    /// it at its next quiet moment.
     pub async fn reconfigure(&self, toml: &str) -> RouterResult<String> {
-        let mut applied = toml.to_owned();
+        self.first()?.validate_config(toml).await?;
+        let version = self.store.put_config(toml).await?;
         for router in self.routers.values() {
-            applied = router.reconfigure(toml).await?;
+            if let Err(error) = router.follow_stored_config().await {
+                match error {
+                    RouterError::FailedPrecondition(_) => {}
+                    other => return Err(other),
+                }
+            }
         }
-        Ok(applied)
+        tracing::info!(version, "routing configuration stored");
+        Ok(toml.to_owned())
     }
 }

@@ -455,3 +455,132 @@ async fn a_partition_routes_only_its_own_contacts_and_agents() {
         .expect_err("partitions change");
     assert!(error.to_string().contains("restart"), "{error}");
 }
+
+#[tokio::test]
+async fn a_configuration_stored_through_one_process_reaches_partitions_routed_by_another() {
+    use switchboard_routing_service::Routers;
+
+    let (store, _dir) = store().await;
+    let partitioned = always_open().replacen(
+        "[queues.council-tax-web]\n",
+        "[queues.council-tax-web]\npartition = \"revenues\"\n",
+        1,
+    );
+    let partition_router = |partition: &str, owner: &str| {
+        Router::new(
+            RouterSettings {
+                partition: partition.to_owned(),
+                owner: owner.to_owned(),
+                config_toml: partitioned.clone(),
+                config_check: Arc::new(|_| Ok(())),
+            },
+            Arc::clone(&store),
+            Arc::new(Notify::new()),
+        )
+    };
+    // Process A routes the default partition; process B the revenues one.
+    let a_default = partition_router("default", "a");
+    let a_revenues = partition_router("revenues", "a");
+    let b_revenues = partition_router("revenues", "b");
+    a_default.take_over().await.expect("a routes default");
+    b_revenues.take_over().await.expect("b routes revenues");
+    let process_a = Routers::new(vec![a_default.clone(), a_revenues.clone()], Arc::clone(&store));
+
+    // B's partition is routing a contact when the edit comes.
+    b_revenues
+        .put_profile("wendy", &{
+            let mut web = profile(&[("council-tax", 4)]);
+            web.channels = vec![Channel::Web];
+            web.web_capacity = 1;
+            web.partition = Some("revenues".to_owned());
+            web
+        })
+        .await
+        .expect("profile");
+    let Inbound::Contact {
+        event_id,
+        mut info,
+        office,
+    } = call(3, false)
+    else {
+        unreachable!("call() makes a contact");
+    };
+    info.channel = Channel::Web;
+    b_revenues
+        .apply_events(vec![Inbound::Contact {
+            event_id,
+            info,
+            office,
+        }])
+        .await
+        .expect("a form waits");
+
+    let timeout_changed = partitioned.replace("offer_timeout_seconds = 120", "offer_timeout_seconds = 90");
+    assert_ne!(timeout_changed, partitioned);
+    process_a
+        .reconfigure(&timeout_changed)
+        .await
+        .expect("stored and applied here");
+    assert_eq!(
+        a_default.config_toml().await,
+        timeout_changed,
+        "applied where A routes"
+    );
+    assert_eq!(
+        b_revenues.config_toml().await,
+        partitioned,
+        "not yet where B routes"
+    );
+    b_revenues.follow_stored_config().await.expect("b follows");
+    assert_eq!(
+        b_revenues.config_toml().await,
+        timeout_changed,
+        "B follows the stored edit"
+    );
+
+    // An edit that adds a queue waits while B routes a contact, and
+    // applies at B's first quiet moment.
+    let with_another_queue = format!(
+        "{timeout_changed}\n[queues.extra-web]\nname = \"Extra\"\nservices = []\nchannel = \"web\"\n\
+         skills = [{{ skill = \"council-tax\", min_proficiency = 1 }}]\npriority = 1\nhours = \"always\"\n\
+         sla = {{ answered_percent = 80, within_working_days = 5 }}\nexpected_handle_seconds = 600\n\
+         offer_timeout_seconds = 60\nout_of_hours = {{ action = \"message\", message = \"form-received\" }}\n"
+    );
+    process_a.reconfigure(&with_another_queue).await.expect("stored");
+    assert_eq!(
+        a_default.config_toml().await,
+        with_another_queue,
+        "A is quiet: applied"
+    );
+    b_revenues.follow_stored_config().await.expect("b follows");
+    assert_eq!(
+        b_revenues.config_toml().await,
+        timeout_changed,
+        "B is busy: it waits"
+    );
+    b_revenues
+        .resident_action(
+            ContactId(3),
+            switchboard_routing_service::router::ResidentAction::Abandoned,
+        )
+        .await
+        .expect("the resident leaves");
+    b_revenues.follow_stored_config().await.expect("b follows");
+    assert_eq!(
+        b_revenues.config_toml().await,
+        with_another_queue,
+        "B is quiet: applied"
+    );
+
+    // A router taking B's partition over keeps the edit, and does not apply
+    // it again.
+    let c_revenues = partition_router("revenues", "c");
+    c_revenues.take_over().await.expect("c takes over");
+    assert_eq!(c_revenues.config_toml().await, with_another_queue);
+    let journal_before = store.journal("revenues").await.expect("journal").len();
+    c_revenues.follow_stored_config().await.expect("c follows");
+    assert_eq!(
+        store.journal("revenues").await.expect("journal").len(),
+        journal_before
+    );
+}

@@ -664,6 +664,24 @@ async fn the_store_answers_its_check(store: &dyn RoutingStore) {
     assert_eq!(store.journal("p0").await.expect("journal").len(), 1);
 }
 
+async fn the_newest_stored_configuration_is_the_latest(store: &dyn RoutingStore) {
+    assert_eq!(
+        store.latest_config().await.expect("latest"),
+        None,
+        "none stored yet"
+    );
+    let first = store.put_config("[engine]\nfirst = true\n").await.expect("store");
+    let second = store
+        .put_config("[engine]\nsecond = true\n")
+        .await
+        .expect("store");
+    assert!(second > first, "versions grow: {first} then {second}");
+    assert_eq!(
+        store.latest_config().await.expect("latest"),
+        Some((second, "[engine]\nsecond = true\n".to_owned()))
+    );
+}
+
 macro_rules! contract_suite {
     ($($test:ident),* $(,)?) => {
         mod postgres {
@@ -701,4 +719,5 @@ contract_suite!(
     a_later_explanation_replaces_the_earlier,
     the_outbox_is_fetched_in_insertion_order_and_deleted_when_sent,
     the_store_answers_its_check,
+    the_newest_stored_configuration_is_the_latest,
 );

@@ -18,7 +18,9 @@
 //!   that caused them.
 //!
 //! And, shared by every partition: **agents**, the profile a supervisor gave
-//! each staff subject, with the opaque number routing knows them by.
+//! each staff subject, with the opaque number routing knows them by; and the
+//! **routing configurations** supervisors made through the API, which every
+//! process follows.
 
 use std::collections::HashSet;
 
@@ -105,6 +107,14 @@ pub trait RoutingStore: OutboxStore {
 
     /// The explanation of the contact's latest offer.
     async fn explanation(&self, contact_id: Uuid) -> RouterResult<Option<String>>;
+
+    /// Stores a routing configuration (TOML) as the newest; returns its
+    /// version, which grows with each one stored.
+    async fn put_config(&self, toml: &str) -> RouterResult<u64>;
+
+    /// The newest stored configuration and its version; `None` until one is
+    /// stored.
+    async fn latest_config(&self) -> RouterResult<Option<(u64, String)>>;
 
     /// Readiness: Ok when the database answers.
     async fn check(&self) -> RouterResult<()>;

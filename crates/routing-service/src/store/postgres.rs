@@ -360,6 +360,38 @@ impl RoutingStore for PgRoutingStore {
             .map_err(RouterError::database("get explanation"))
     }
 
+    async fn put_config(&self, toml: &str) -> RouterResult<u64> {
+        let version: i64 = sqlx::query_scalar(
+            "INSERT INTO routing_configs (toml, stored_at) VALUES ($1, $2) RETURNING version",
+        )
+        .bind(toml)
+        .bind(chrono::Utc::now())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(RouterError::database("store routing config"))?;
+        u64::try_from(version).map_err(|_| RouterError::Corrupt {
+            column: "routing_configs.version",
+            reason: format!("{version} is negative"),
+        })
+    }
+
+    async fn latest_config(&self) -> RouterResult<Option<(u64, String)>> {
+        let row: Option<(i64, String)> =
+            sqlx::query_as("SELECT version, toml FROM routing_configs ORDER BY version DESC LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(RouterError::database("get routing config"))?;
+        row.map(|(version, toml)| {
+            u64::try_from(version)
+                .map(|version| (version, toml))
+                .map_err(|_| RouterError::Corrupt {
+                    column: "routing_configs.version",
+                    reason: format!("{version} is negative"),
+                })
+        })
+        .transpose()
+    }
+
     async fn check(&self) -> RouterResult<()> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)
