@@ -189,6 +189,11 @@ async fn tick(router: Arc<Router>, last_delivery: Arc<StdMutex<Instant>>, stop: 
             .elapsed()
             > STANDBY_AFTER;
         if silent {
+            tracing::warn!(
+                partition = %router.partition(),
+                silent_for_seconds = STANDBY_AFTER.as_secs(),
+                "no delivery, not even a heartbeat: another consumer holds the partition queue; standing by"
+            );
             router.stand_by().await;
             continue;
         }

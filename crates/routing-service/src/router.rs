@@ -304,12 +304,13 @@ impl Router {
         Ok(())
     }
 
-    /// Drops the partition's state: another router owns it now. Desktop
-    /// streams end, so desktops reconnect to the new owner.
+    /// Drops the partition's state: another router owns it now, or this
+    /// process is stopping. Desktop streams end, so desktops reconnect to
+    /// the owner.
     pub async fn stand_by(&self) {
         let mut guard = self.state.lock().await;
         if guard.take().is_some() {
-            tracing::warn!(partition = %self.partition, "standing by: another router owns the partition");
+            tracing::info!(partition = %self.partition, "no longer routing the partition");
         }
         self.active.store(false, Ordering::Release);
         self.streams
