@@ -4,7 +4,6 @@
 //! file, the entry and the key at fault, so an edit error is found at start-up
 //! and fixed in one go rather than surfacing as odd routing later.
 
-use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -12,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::channel::Channel;
 use crate::customer::Postcode;
 use crate::error::CatalogueError;
+use crate::seed_file::{EntryReader, check_unique, entries, parse_file};
 
 /// `[a-z0-9-]{2,64}`: stable in URLs, event payloads and config files.
 fn parse_slug(input: &str, what: &str) -> Result<String, String> {
@@ -184,143 +184,6 @@ impl Catalogue {
     }
 }
 
-fn parse_file(file: &str, text: &str) -> Result<toml::Table, CatalogueError> {
-    text.parse::<toml::Table>().map_err(|e| {
-        let line = e
-            .span()
-            .and_then(|span| text.get(..span.start))
-            .map(|before| before.matches('\n').count() + 1);
-        let at = line.map(|line| format!(" at line {line}")).unwrap_or_default();
-        CatalogueError {
-            file: file.to_owned(),
-            entry: None,
-            key: None,
-            problem: format!("not valid toml{at}: {}", e.message().trim_end()),
-        }
-    })
-}
-
-fn entries<'t>(
-    file: &str,
-    table: &'t toml::Table,
-    array: &str,
-) -> Result<&'t Vec<toml::Value>, CatalogueError> {
-    let whole_file = |key: Option<&str>, problem: String| CatalogueError {
-        file: file.to_owned(),
-        entry: None,
-        key: key.map(str::to_owned),
-        problem,
-    };
-    if let Some(unknown) = table.keys().find(|key| *key != array) {
-        return Err(whole_file(
-            Some(unknown),
-            format!("unknown top-level key; expected only [[{array}]] entries"),
-        ));
-    }
-    let list = table
-        .get(array)
-        .and_then(toml::Value::as_array)
-        .ok_or_else(|| whole_file(Some(array), format!("missing: expected [[{array}]] entries")))?;
-    if list.is_empty() {
-        return Err(whole_file(
-            Some(array),
-            "at least one entry is required".to_owned(),
-        ));
-    }
-    Ok(list)
-}
-
-/// One entry being read, to name it in errors.
-struct EntryReader<'t> {
-    file: &'static str,
-    label: String,
-    table: &'t toml::Table,
-}
-
-impl<'t> EntryReader<'t> {
-    fn new(
-        file: &'static str,
-        array: &str,
-        index: usize,
-        value: &'t toml::Value,
-        allowed_keys: &[&str],
-    ) -> Result<Self, CatalogueError> {
-        let mut label = format!("{array}[{index}]");
-        let Some(table) = value.as_table() else {
-            return Err(CatalogueError {
-                file: file.to_owned(),
-                entry: Some(label),
-                key: None,
-                problem: format!("must be a table ([[{array}]])"),
-            });
-        };
-        // Name the entry by its id too when it has one, so the error can be
-        // found by searching the file as well as by counting entries.
-        if let Some(id) = table.get("id").and_then(toml::Value::as_str) {
-            label = format!("{array}[{index}] (id \"{id}\")");
-        }
-        let reader = Self { file, label, table };
-        if let Some(unknown) = table.keys().find(|key| !allowed_keys.contains(&key.as_str())) {
-            return Err(reader.error(
-                Some(unknown),
-                format!("unknown key; expected {}", allowed_keys.join(", ")),
-            ));
-        }
-        Ok(reader)
-    }
-
-    fn error(&self, key: Option<&str>, problem: String) -> CatalogueError {
-        CatalogueError {
-            file: self.file.to_owned(),
-            entry: Some(self.label.clone()),
-            key: key.map(str::to_owned),
-            problem,
-        }
-    }
-
-    fn value(&self, key: &str) -> Result<&'t toml::Value, CatalogueError> {
-        self.table
-            .get(key)
-            .ok_or_else(|| self.error(Some(key), "missing".to_owned()))
-    }
-
-    fn text(&self, key: &str) -> Result<String, CatalogueError> {
-        let text = self
-            .value(key)?
-            .as_str()
-            .ok_or_else(|| self.error(Some(key), "must be a string".to_owned()))?
-            .trim();
-        if text.is_empty() {
-            return Err(self.error(Some(key), "must not be empty".to_owned()));
-        }
-        Ok(text.to_owned())
-    }
-
-    fn text_list(&self, key: &str) -> Result<Vec<String>, CatalogueError> {
-        let list = self
-            .value(key)?
-            .as_array()
-            .ok_or_else(|| self.error(Some(key), "must be a list of strings".to_owned()))?;
-        if list.is_empty() {
-            return Err(self.error(Some(key), "must not be empty".to_owned()));
-        }
-        let mut seen = BTreeSet::new();
-        let mut out = Vec::with_capacity(list.len());
-        for (index, item) in list.iter().enumerate() {
-            let text = item
-                .as_str()
-                .map(str::trim)
-                .filter(|text| !text.is_empty())
-                .ok_or_else(|| self.error(Some(key), format!("item {index} must be a non-empty string")))?;
-            if !seen.insert(text) {
-                return Err(self.error(Some(key), format!("\"{text}\" is listed twice")));
-            }
-            out.push(text.to_owned());
-        }
-        Ok(out)
-    }
-}
-
 const SERVICE_KEYS: &[&str] = &[
     "id",
     "name",
@@ -335,7 +198,7 @@ fn parse_service(index: usize, value: &toml::Value) -> Result<ServiceDefinition,
     let name = entry.text("name")?;
     let description = entry.text("description")?;
     let channels = entry
-        .text_list("channels")?
+        .text_list("channels", false)?
         .iter()
         .map(|text| {
             Channel::parse(text).map_err(|e| entry.error(Some("channels"), format!("\"{text}\": {e}")))
@@ -368,12 +231,12 @@ fn parse_office(index: usize, value: &toml::Value) -> Result<Office, CatalogueEr
     let entry = EntryReader::new(OFFICES_FILE, "offices", index, value, OFFICE_KEYS)?;
     let id = OfficeId::parse(&entry.text("id")?).map_err(|e| entry.error(Some("id"), e))?;
     let name = entry.text("name")?;
-    let address = entry.text_list("address")?;
+    let address = entry.text_list("address", false)?;
     // An office address is public, so echoing it in the error is fine.
     let postcode_text = entry.text("postcode")?;
     let postcode = Postcode::parse(&postcode_text)
         .map_err(|e| entry.error(Some("postcode"), format!("\"{postcode_text}\": {e}")))?;
-    let desks = entry.text_list("desks")?;
+    let desks = entry.text_list("desks", false)?;
     Ok(Office {
         id,
         name,
@@ -381,25 +244,6 @@ fn parse_office(index: usize, value: &toml::Value) -> Result<Office, CatalogueEr
         postcode,
         desks,
     })
-}
-
-fn check_unique<'a>(
-    file: &str,
-    array: &str,
-    ids: impl Iterator<Item = &'a str>,
-) -> Result<(), CatalogueError> {
-    let mut seen = std::collections::BTreeMap::new();
-    for (index, id) in ids.enumerate() {
-        if let Some(first) = seen.insert(id, index) {
-            return Err(CatalogueError {
-                file: file.to_owned(),
-                entry: Some(format!("{array}[{index}] (id \"{id}\")")),
-                key: Some("id".to_owned()),
-                problem: format!("duplicate id, already used by {array}[{first}]"),
-            });
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

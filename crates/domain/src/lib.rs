@@ -9,6 +9,13 @@
 //!   `Postcode`, `PersonName`).
 //! - [`catalogue`]: the council service catalogue and offices, loaded from
 //!   `seeds/` and validated with the failing key named.
+//! - [`partners`]: the directory of organisations residents are signposted or
+//!   referred to, loaded from `seeds/partners.toml` and checked against the
+//!   catalogue.
+//! - [`identity`]: how likely a contact's identifiers name an existing
+//!   customer, as a confidence, the signals behind it and a decision.
+//! - [`calendar`]: working days and bank holidays, for case due dates in UK
+//!   local time.
 //! - [`contact`]: a validated contact submission (`NewContact`), built from raw
 //!   input by [`contact::ContactDraft::validate`], which reports every invalid
 //!   field at once as [`ValidationErrors`].
@@ -19,13 +26,18 @@
 //! domain validates them into these types, and only validated values reach the
 //! stores and the bus.
 
+pub mod calendar;
 pub mod catalogue;
 pub mod channel;
 pub mod contact;
 pub mod customer;
 pub mod error;
+pub mod identity;
 pub mod ids;
+pub mod partners;
+mod seed_file;
 
+pub use calendar::{CalendarError, WorkingCalendar};
 pub use catalogue::{Catalogue, Office, OfficeId, ServiceDefinition, ServiceId};
 pub use channel::Channel;
 pub use contact::{
@@ -33,4 +45,6 @@ pub use contact::{
 };
 pub use customer::{CustomerDetails, EmailAddress, PersonName, PhoneNumber, Postcode, Uprn};
 pub use error::{CatalogueError, DomainError, DomainResult, FieldViolation, InvalidId, ValidationErrors};
+pub use identity::{IdentityEvidence, MatchAssessment, MatchDecision, MatchSignal, MatchThresholds};
 pub use ids::{CaseId, CaseReference, ContactId, ContactReference, CustomerId, EventId};
+pub use partners::{Partner, PartnerDirectory, PartnerId, ReferralKind};
