@@ -1,6 +1,7 @@
 //! Routing end to end, over real RabbitMQ and PostgreSQL: contacts submitted
 //! at intake are offered to agents connected over the gRPC stream, accepted
-//! and completed, and every step appears on the events exchange. And
+//! and completed, every step appears on the events exchange, and the case
+//! store resolves each case by the agent's wrap-up disposition. And
 //! failover: the active router is killed (SIGKILL) under load, the standby
 //! takes over, and every contact is assigned exactly once.
 
@@ -13,12 +14,13 @@ use secrecy::ExposeSecret;
 use switchboard::app::Services;
 use switchboard_bus::Topology;
 use switchboard_proto::v1::{
-    Channel as ContactChannel, ContactRequest, Customer, GetLiveStateRequest, Needs, SubmitContactRequest,
+    CaseRecord, CaseStatus, Channel as ContactChannel, ContactRecord, ContactRequest, Customer,
+    GetCaseRequest, GetContactRequest, GetLiveStateRequest, Needs, SubmitContactRequest, get_case_request,
     submit_contact_request::Origin,
 };
-use switchboard_runtime::testing;
+use switchboard_runtime::{Role, testing};
 use switchboard_tests::{
-    intake_client_at,
+    CasesClient, cases_client_at, dev_token, intake_client_at,
     process::ServiceProcess,
     routing::{
         Desktops, EventObserver, always_open_routing, phone_agent, put_profiles, routing_source,
@@ -219,8 +221,60 @@ async fn contacts_are_offered_accepted_and_completed_over_the_agent_stream() {
         vec!["agent-ann", "agent-bob", "agent-bsl"]
     );
 
+    // The agents' wrap-up reached the case store: every contact shows its
+    // disposition, and each resident's case is resolved by it.
+    let token = dev_token(credentials, Role::Agent);
+    let mut cases = cases_client_at(system.cases.grpc_addr, &token)
+        .await
+        .expect("cases client");
+    for contact in &contacts {
+        let (record, case) = resolved_case(&mut cases, contact)
+            .await
+            .unwrap_or_else(|error| panic!("contact {contact}: {error:#}"));
+        assert_eq!(
+            record.outcome.map(|outcome| outcome.disposition).as_deref(),
+            Some("resolved")
+        );
+        assert_eq!(case.outcome, "resolved");
+        assert_eq!(case.history.len(), 1);
+        assert_eq!(case.history[0].actor, "routing");
+    }
+
     desktops.stop();
     system.stop().await;
+}
+
+/// The contact and its case once the case store has applied the contact's
+/// wrap-up and resolved the case (it follows routing by a moment).
+async fn resolved_case(
+    cases: &mut CasesClient,
+    contact_id: &str,
+) -> anyhow::Result<(ContactRecord, CaseRecord)> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let record = cases
+            .get_contact(GetContactRequest {
+                contact_id: contact_id.to_owned(),
+            })
+            .await;
+        if let Ok(record) = record {
+            let record = record.into_inner();
+            let case = cases
+                .get_case(GetCaseRequest {
+                    key: Some(get_case_request::Key::CaseId(record.case_id.clone())),
+                })
+                .await?
+                .into_inner();
+            if case.status == CaseStatus::Resolved as i32 {
+                return Ok((record, case));
+            }
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the case was not resolved within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

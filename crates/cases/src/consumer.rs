@@ -4,10 +4,13 @@
 //! Per batch of deliveries:
 //! 1. each message is decoded and unsealed ([`crate::inbound`]); one that
 //!    never can be is rejected to the dead-letter queue with the reason, and
-//!    other `contact.*` events are acked without effect;
+//!    `contact.*` events other than `received` and `completed` are acked
+//!    without effect;
 //! 2. the contacts are applied in one store transaction
-//!    ([`CasesStore::apply_contacts`]), which is idempotent by event id;
-//! 3. after the commit the batch is acked and the outbox relay woken.
+//!    ([`CasesStore::apply_contacts`]), then the wrap-up outcomes in another
+//!    ([`CasesStore::apply_outcomes`]), both idempotent by event id; an
+//!    outcome whose contact failed to apply waits in the store for it;
+//! 3. after the commits the batch is acked and the outbox relay woken.
 //!
 //! Store errors that may pass (database away, a lost race) are retried in
 //! process with back-off, holding the deliveries, rather than sent back to
@@ -30,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::CasesResult;
 use crate::inbound::{Inbound, decode};
+use crate::lifecycle::IncomingOutcome;
 use crate::model::{ApplyOutcome, IncomingContact};
 use crate::store::{CasesStore, MAX_APPLY_BATCH};
 
@@ -178,6 +182,8 @@ impl BatchHandler for ContactsHandler {
         let mut outcomes = vec![Outcome::Ack; batch.len()];
         let mut contacts: Vec<IncomingContact> = Vec::with_capacity(batch.len());
         let mut positions: Vec<usize> = Vec::with_capacity(batch.len());
+        let mut completions: Vec<IncomingOutcome> = Vec::new();
+        let mut completion_positions: Vec<usize> = Vec::new();
         for (position, delivery) in batch.iter().enumerate() {
             // A span per event, parented from the traceparent intake sent it
             // with, so one trace follows a contact from intake to its case.
@@ -186,6 +192,10 @@ impl BatchHandler for ContactsHandler {
                 Ok(Inbound::Contact(contact)) => {
                     contacts.push(*contact);
                     positions.push(position);
+                }
+                Ok(Inbound::Outcome(outcome)) => {
+                    completions.push(outcome);
+                    completion_positions.push(position);
                 }
                 Ok(Inbound::Ignored) => {
                     tracing::debug!(event_id = %delivery.event_id(), event_type = %delivery.envelope.event_type(), "event not applied by cases, acking");
@@ -196,15 +206,29 @@ impl BatchHandler for ContactsHandler {
                 }
             }
         }
-        if contacts.is_empty() {
-            return outcomes;
+        if !contacts.is_empty() {
+            self.apply_contacts(&contacts, &positions, &mut outcomes).await;
         }
+        if !completions.is_empty() {
+            self.apply_completions(&completions, &completion_positions, &mut outcomes)
+                .await;
+        }
+        outcomes
+    }
+}
 
-        match self.apply_with_retry(&contacts).await {
+impl ContactsHandler {
+    async fn apply_contacts(
+        &self,
+        contacts: &[IncomingContact],
+        positions: &[usize],
+        outcomes: &mut [Outcome],
+    ) {
+        match self.apply_with_retry(contacts).await {
             Ok(applied) => self.applied(&applied),
             Err(error) if !error.is_transient() && contacts.len() > 1 => {
                 tracing::warn!(error.message = %error, contacts = contacts.len(), "batch failed, applying its contacts one by one");
-                self.apply_one_by_one(&contacts, &positions, &mut outcomes).await;
+                self.apply_one_by_one(contacts, positions, outcomes).await;
             }
             Err(error) => {
                 tracing::warn!(
@@ -213,47 +237,48 @@ impl BatchHandler for ContactsHandler {
                     contacts = contacts.len(),
                     "applying contacts failed, returning them to the queue"
                 );
-                for position in positions {
+                for &position in positions {
                     outcomes[position] = Outcome::Retry;
                 }
             }
         }
-        outcomes
     }
-}
 
-impl ContactsHandler {
+    /// Applies wrap-up outcomes. They are small and uniform, so a batch that
+    /// keeps failing goes back to the queue whole rather than one by one.
+    async fn apply_completions(
+        &self,
+        completions: &[IncomingOutcome],
+        positions: &[usize],
+        outcomes: &mut [Outcome],
+    ) {
+        let result = retrying(self.retry_budget, &self.stop, "applying outcomes", || {
+            self.store.apply_outcomes(completions)
+        })
+        .await;
+        match result {
+            Ok(()) => self.wake.notify_one(),
+            Err(error) => {
+                tracing::warn!(
+                    error.message = %error,
+                    error.chain = %switchboard_runtime::status::cause_chain(&error),
+                    outcomes = completions.len(),
+                    "applying outcomes failed, returning them to the queue"
+                );
+                for &position in positions {
+                    outcomes[position] = Outcome::Retry;
+                }
+            }
+        }
+    }
+
     /// Applies `contacts`, retrying transient store errors with back-off
     /// until the budget is spent or shutdown begins.
     async fn apply_with_retry(&self, contacts: &[IncomingContact]) -> CasesResult<Vec<ApplyOutcome>> {
-        let started = Instant::now();
-        let mut backoff = RETRY_BACKOFF_MIN;
-        let mut attempt: u32 = 1;
-        loop {
-            let error = match self.store.apply_contacts(contacts).await {
-                Ok(outcomes) => return Ok(outcomes),
-                Err(error) => error,
-            };
-            if !error.is_transient()
-                || started.elapsed() + backoff > self.retry_budget
-                || self.stop.is_cancelled()
-            {
-                return Err(error);
-            }
-            tracing::warn!(
-                error.message = %error,
-                error.chain = %switchboard_runtime::status::cause_chain(&error),
-                attempt,
-                retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
-                "applying contacts failed, retrying"
-            );
-            tokio::select! {
-                () = self.stop.cancelled() => return Err(error),
-                () = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
-            attempt += 1;
-        }
+        retrying(self.retry_budget, &self.stop, "applying contacts", || {
+            self.store.apply_contacts(contacts)
+        })
+        .await
     }
 
     /// Isolates the contact that makes a batch fail: each is applied on its
@@ -304,5 +329,44 @@ impl ContactsHandler {
         if applied > 0 {
             self.wake.notify_one();
         }
+    }
+}
+
+/// Runs `attempt` until it succeeds, fails for good, the budget is spent or
+/// shutdown begins, backing off between transient failures.
+async fn retrying<T, F, Fut>(
+    budget: Duration,
+    stop: &CancellationToken,
+    what: &str,
+    attempt: F,
+) -> CasesResult<T>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = CasesResult<T>>,
+{
+    let started = Instant::now();
+    let mut backoff = RETRY_BACKOFF_MIN;
+    let mut tries: u32 = 1;
+    loop {
+        let error = match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(error) => error,
+        };
+        if !error.is_transient() || started.elapsed() + backoff > budget || stop.is_cancelled() {
+            return Err(error);
+        }
+        tracing::warn!(
+            error.message = %error,
+            error.chain = %switchboard_runtime::status::cause_chain(&error),
+            attempt = tries,
+            retry_in_ms = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX),
+            "{what} failed, retrying"
+        );
+        tokio::select! {
+            () = stop.cancelled() => return Err(error),
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
+        tries += 1;
     }
 }

@@ -46,6 +46,14 @@ pub enum CasesError {
     #[error("case references kept colliding after {attempts} attempts")]
     ReferenceCollisions { attempts: u32 },
 
+    /// A status change the case's current status does not allow.
+    #[error("status change refused: {0}")]
+    Transition(#[from] crate::lifecycle::TransitionError),
+
+    /// Re-opening would give the resident two open cases for one service.
+    #[error("the resident already has an open case for this service: {reference}")]
+    AnotherOpenCase { reference: String },
+
     /// The bus failed in a way the consumer cannot wait out.
     #[error("bus failed")]
     Bus(#[from] switchboard_bus::BusError),
@@ -73,7 +81,9 @@ impl CasesError {
             CasesError::Migrate(_)
             | CasesError::DataDir { .. }
             | CasesError::Corrupt { .. }
-            | CasesError::InvalidPageToken => false,
+            | CasesError::InvalidPageToken
+            | CasesError::Transition(_)
+            | CasesError::AnotherOpenCase { .. } => false,
         }
     }
 }

@@ -8,16 +8,17 @@
 
 use std::sync::Arc;
 
-use switchboard_domain::{ContactId, CustomerId};
+use switchboard_domain::{CaseId, ContactId, CustomerId, ValidationErrors};
 use switchboard_proto::v1;
 use switchboard_proto::v1::case_service_server::{CaseService, CaseServiceServer};
-use switchboard_runtime::status;
+use switchboard_runtime::{Principal, status};
 use tonic::{Request, Response, Status};
 
 use crate::error::CasesError;
+use crate::lifecycle::{MAX_NOTE_CHARS, MAX_REASON_CHARS, StatusChange};
 use crate::model::{
-    CaseKey, CustomerSearch, PageToken, SEARCH_PAGE_DEFAULT, SEARCH_PAGE_MAX, TIMELINE_PAGE_DEFAULT,
-    TIMELINE_PAGE_MAX,
+    CaseKey, CaseStatus, CustomerSearch, PageToken, SEARCH_PAGE_DEFAULT, SEARCH_PAGE_MAX,
+    TIMELINE_PAGE_DEFAULT, TIMELINE_PAGE_MAX,
 };
 use crate::store::CasesStore;
 
@@ -60,6 +61,9 @@ fn store_status(error: &CasesError) -> Status {
         CasesError::InvalidPageToken => {
             status::invalid_field("page_token", "not a page token from a previous response")
         }
+        CasesError::Transition(_) | CasesError::AnotherOpenCase { .. } => {
+            Status::failed_precondition(error.to_string())
+        }
         error if error.is_transient() => status::unavailable(error),
         error => status::internal(error),
     }
@@ -89,7 +93,7 @@ impl CaseService for CasesGrpc {
         request: Request<v1::GetCaseRequest>,
     ) -> Result<Response<v1::CaseRecord>, Status> {
         let key = CaseKey::try_from(request.get_ref()).map_err(|errors| status::invalid_argument(&errors))?;
-        match self.store.get_case(&key).await {
+        match self.store.case_detail(&key).await {
             Ok(Some(case)) => Ok(Response::new(case.into())),
             Ok(None) => Err(Status::not_found("no such case")),
             Err(error) => Err(store_status(&error)),
@@ -142,6 +146,80 @@ impl CaseService for CasesGrpc {
             })),
             Err(error) => Err(store_status(&error)),
         }
+    }
+
+    #[tracing::instrument(name = "cases.update_case_status", skip_all, fields(case_id))]
+    async fn update_case_status(
+        &self,
+        request: Request<v1::UpdateCaseStatusRequest>,
+    ) -> Result<Response<v1::CaseRecord>, Status> {
+        let actor = Principal::require(&request)?.subject.clone();
+        let change =
+            status_change(request.get_ref(), actor).map_err(|errors| status::invalid_argument(&errors))?;
+        tracing::Span::current().record("case_id", tracing::field::display(change.case_id));
+        match self.store.change_case_status(&change).await {
+            Ok(Some(detail)) => Ok(Response::new(detail.into())),
+            Ok(None) => Err(Status::not_found("no such case")),
+            Err(error) => Err(store_status(&error)),
+        }
+    }
+
+    #[tracing::instrument(name = "cases.add_case_note", skip_all)]
+    async fn add_case_note(
+        &self,
+        request: Request<v1::AddCaseNoteRequest>,
+    ) -> Result<Response<v1::CaseNote>, Status> {
+        let author = Principal::require(&request)?.subject.clone();
+        let request = request.get_ref();
+        let mut errors = ValidationErrors::new();
+        let case_id = CaseId::parse(&request.case_id)
+            .map_err(|error| errors.push("case_id", error.to_string()))
+            .ok();
+        let text = request.text.trim();
+        if text.is_empty() {
+            errors.push("text", "must not be empty");
+        } else if text.chars().count() > MAX_NOTE_CHARS {
+            errors.push("text", format!("at most {MAX_NOTE_CHARS} characters"));
+        }
+        let Some(case_id) = case_id.filter(|_| errors.is_empty()) else {
+            return Err(status::invalid_argument(&errors));
+        };
+        match self.store.add_case_note(case_id, &author, text).await {
+            Ok(Some(note)) => Ok(Response::new(note.into())),
+            Ok(None) => Err(Status::not_found("no such case")),
+            Err(error) => Err(store_status(&error)),
+        }
+    }
+}
+
+/// A status change request in domain terms, or the fields that are wrong.
+fn status_change(
+    request: &v1::UpdateCaseStatusRequest,
+    actor: String,
+) -> Result<StatusChange, ValidationErrors> {
+    let mut errors = ValidationErrors::new();
+    let case_id = CaseId::parse(&request.case_id)
+        .map_err(|error| errors.push("case_id", error.to_string()))
+        .ok();
+    let to = v1::CaseStatus::try_from(request.status)
+        .map_err(|_| "not a case status")
+        .and_then(CaseStatus::try_from)
+        .map_err(|description| errors.push("status", description))
+        .ok();
+    let reason = request.reason.trim();
+    if reason.is_empty() {
+        errors.push("reason", "say why, for the case history");
+    } else if reason.chars().count() > MAX_REASON_CHARS {
+        errors.push("reason", format!("at most {MAX_REASON_CHARS} characters"));
+    }
+    match (case_id, to) {
+        (Some(case_id), Some(to)) if errors.is_empty() => Ok(StatusChange {
+            case_id,
+            to,
+            reason: reason.to_owned(),
+            actor,
+        }),
+        _ => Err(errors),
     }
 }
 

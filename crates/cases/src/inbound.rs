@@ -14,6 +14,7 @@ use switchboard_domain::{
 };
 use switchboard_proto::{event_types, v1};
 
+use crate::lifecycle::{ContactOutcome, IncomingOutcome};
 use crate::model::{IncomingContact, to_micros};
 use crate::wire::{channel_from_proto, from_timestamp};
 use switchboard_runtime::wire::needs_from_proto;
@@ -23,13 +24,18 @@ use switchboard_runtime::wire::needs_from_proto;
 pub(crate) enum Inbound {
     /// A `contact.received` to apply.
     Contact(Box<IncomingContact>),
-    /// Another `contact.*` event the case store does not act on yet.
+    /// A `contact.completed`: the contact's wrap-up disposition.
+    Outcome(IncomingOutcome),
+    /// Another `contact.*` event the case store does not act on.
     Ignored,
 }
 
 /// Decodes one message, or says why it can never be applied.
 pub(crate) fn decode(envelope: &Envelope, sealer: &Sealer) -> Result<Inbound, String> {
     let event = &envelope.event;
+    if event.r#type == event_types::CONTACT_COMPLETED {
+        return decode_outcome(envelope).map(Inbound::Outcome);
+    }
     if event.r#type != event_types::CONTACT_RECEIVED {
         return Ok(Inbound::Ignored);
     }
@@ -75,6 +81,34 @@ pub(crate) fn decode(envelope: &Envelope, sealer: &Sealer) -> Result<Inbound, St
         needs: received.needs.as_ref().map(needs_from_proto).unwrap_or_default(),
         origin,
     })))
+}
+
+fn decode_outcome(envelope: &Envelope) -> Result<IncomingOutcome, String> {
+    let event = &envelope.event;
+    let event_id = EventId::parse(&event.id).map_err(|_| "event id is not a uuid".to_owned())?;
+    let Some(v1::event::Payload::ContactCompleted(completed)) = &event.payload else {
+        return Err("contact.completed event without a contact_completed payload".to_owned());
+    };
+    let contact_id =
+        ContactId::parse(&completed.contact_id).map_err(|_| "contact_id is not a uuid".to_owned())?;
+    if completed.disposition.trim().is_empty() {
+        return Err("contact.completed event without a disposition".to_owned());
+    }
+    let completed_at = event
+        .occurred_at
+        .as_ref()
+        .and_then(from_timestamp)
+        .ok_or_else(|| "occurred_at is missing or out of range".to_owned())?;
+    Ok(IncomingOutcome {
+        event_id,
+        traceparent: envelope.traceparent.clone(),
+        contact_id,
+        outcome: ContactOutcome {
+            disposition: completed.disposition.clone(),
+            partner: non_empty(&completed.partner),
+            completed_at: to_micros(completed_at),
+        },
+    })
 }
 
 /// Intake validated these values; parsing them again restores the domain

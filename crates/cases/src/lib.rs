@@ -6,8 +6,10 @@
 //! ```text
 //!  switchboard.cases queue ──► consumer ──► inbound ──► store::apply_contacts ──► plan
 //!  (contact.received, sealed)   (batches)   (decode,     (one transaction per      (match customer,
-//!                                            unseal)      batch: inbox, customers,   join/open case)
-//!                                                         cases, contacts, outbox)
+//!                                            unseal)      batch: inbox, customers,   join/re-open/open
+//!                                                         cases, contacts, outbox)   case)
+//!  (contact.completed)                               ──► store::apply_outcomes ──► lifecycle
+//!                                                        (disposition on the contact, case status)
 //!  outbox ──► OutboxRelay (bus crate) ──► case.opened / case.updated on switchboard.events
 //!  agents ──► grpc (CaseService) ──► store queries (contact, case, timeline, search)
 //! ```
@@ -27,6 +29,8 @@
 //!   in `migrations/`.
 //! - [`grpc`]: [`CasesGrpc`], the `switchboard.v1.CaseService` server.
 //! - `wire` (private): proto ⇄ domain conversions used by `grpc` and `inbound`.
+//! - [`lifecycle`]: the case rules (due dates, re-opening, repeat contacts,
+//!   status changes, what a wrap-up disposition does) and their types.
 //! - [`model`]: customers, cases, contacts, timeline pages, search criteria.
 //! - [`error`]: [`CasesError`] and [`CasesResult`].
 
@@ -34,6 +38,7 @@ pub mod consumer;
 pub mod error;
 pub mod grpc;
 mod inbound;
+pub mod lifecycle;
 pub mod model;
 mod plan;
 pub mod store;
@@ -42,9 +47,12 @@ mod wire;
 pub use consumer::{CasesConsumer, ConsumerConfig};
 pub use error::{CasesError, CasesResult};
 pub use grpc::CasesGrpc;
+pub use lifecycle::{
+    CaseNote, CaseRules, ContactOutcome, IncomingOutcome, StatusChange, StatusRecord, TransitionError,
+};
 pub use model::{
-    AppliedContact, ApplyOutcome, Case, CaseKey, CaseStatus, Contact, Customer, CustomerSearch,
-    IncomingContact, PageToken, SEARCH_PAGE_DEFAULT, SEARCH_PAGE_MAX, TIMELINE_PAGE_DEFAULT,
+    AppliedContact, ApplyOutcome, Case, CaseDetail, CaseKey, CaseStatus, Contact, Customer, CustomerSearch,
+    IncomingContact, PageToken, QuotedReference, SEARCH_PAGE_DEFAULT, SEARCH_PAGE_MAX, TIMELINE_PAGE_DEFAULT,
     TIMELINE_PAGE_MAX, Timeline, TimelineEntry,
 };
 pub use plan::EVENT_SOURCE;

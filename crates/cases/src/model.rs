@@ -17,6 +17,7 @@ use switchboard_domain::{
 use uuid::Uuid;
 
 use crate::error::{CasesError, CasesResult};
+use crate::lifecycle::{CaseNote, ContactOutcome, StatusRecord};
 
 /// Timeline entries per page when the caller does not say.
 pub const TIMELINE_PAGE_DEFAULT: usize = 50;
@@ -95,6 +96,24 @@ pub struct Case {
     pub updated_at: DateTime<Utc>,
     /// Contacts on the case, oldest first.
     pub contact_ids: Vec<ContactId>,
+    /// The service's target for resolving it; `None` for a service the
+    /// catalogue did not know when the case opened.
+    pub due_at: Option<DateTime<Utc>>,
+    /// When it was last resolved, while it is resolved or closed after that.
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// How it was resolved (a disposition such as "signposted").
+    pub outcome: Option<String>,
+    pub reopened_count: u32,
+}
+
+/// A case with its notes and status history, as `GetCase` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseDetail {
+    pub case: Case,
+    /// Oldest first.
+    pub notes: Vec<CaseNote>,
+    /// Oldest first.
+    pub history: Vec<StatusRecord>,
 }
 
 /// One contact as the case store holds it, attached to a customer and a case.
@@ -113,6 +132,10 @@ pub struct Contact {
     pub received_at: DateTime<Utc>,
     /// When the case store applied it.
     pub stored_at: DateTime<Utc>,
+    /// Came within the follow-up window of the case's previous contact.
+    pub repeat_contact: bool,
+    /// How the agent wrapped it up, once routing reports it.
+    pub outcome: Option<ContactOutcome>,
 }
 
 impl fmt::Debug for Contact {
@@ -130,6 +153,8 @@ impl fmt::Debug for Contact {
             .field("origin", &self.origin)
             .field("received_at", &self.received_at)
             .field("stored_at", &self.stored_at)
+            .field("repeat_contact", &self.repeat_contact)
+            .field("outcome", &self.outcome)
             .finish()
     }
 }
@@ -291,11 +316,51 @@ pub struct CustomerSearch {
     pub email: Option<EmailAddress>,
     pub postcode: Option<Postcode>,
     pub name: Option<PersonName>,
+    /// The customer one of whose cases or contacts has this reference.
+    pub reference: Option<QuotedReference>,
 }
 
 impl CustomerSearch {
     pub fn is_empty(&self) -> bool {
-        self.phone.is_none() && self.email.is_none() && self.postcode.is_none() && self.name.is_none()
+        self.phone.is_none()
+            && self.email.is_none()
+            && self.postcode.is_none()
+            && self.name.is_none()
+            && self.reference.is_none()
+    }
+}
+
+/// A reference a resident quotes: their case's or one of their contacts'.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QuotedReference {
+    Case(CaseReference),
+    Contact(ContactReference),
+}
+
+impl QuotedReference {
+    /// Either kind, told apart by its prefix; as forgiving of case, spaces
+    /// and look-alike characters as the domain's parsers, since residents
+    /// read references out over the phone.
+    pub fn parse(input: &str) -> Result<Self, String> {
+        if let Ok(reference) = CaseReference::parse(input) {
+            return Ok(QuotedReference::Case(reference));
+        }
+        ContactReference::parse(input)
+            .map(QuotedReference::Contact)
+            .map_err(|_| {
+                format!(
+                    "not a case reference ({}-XXXXX-XXXXX) or contact reference ({}-XXXXX-XXXXX)",
+                    CaseReference::PREFIX,
+                    ContactReference::PREFIX
+                )
+            })
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            QuotedReference::Case(reference) => reference.as_str(),
+            QuotedReference::Contact(reference) => reference.as_str(),
+        }
     }
 }
 

@@ -23,6 +23,12 @@
 //!   copied (so one phone or email keeps naming one customer);
 //! - with neither (an anonymous visit), the contact gets a new customer;
 //! - when several customers hold the same value, the earliest created wins.
+//!
+//! The case rules ([`crate::lifecycle`]): a contact joins the customer's open
+//! case for its service; failing that, it re-opens their case resolved within
+//! the follow-up window; failing that, it opens a new case, due by the
+//! service's target. A contact joining a case within the window of the
+//! case's previous contact is a repeat contact.
 
 use std::collections::{HashMap, HashSet};
 
@@ -32,6 +38,7 @@ use switchboard_domain::{CaseId, CaseReference, Channel, ContactId, CustomerId, 
 use switchboard_proto::{event_types, v1};
 
 use crate::error::{CasesError, CasesResult};
+use crate::lifecycle::{ACTOR_CONTACT, CaseRules, StatusRecord};
 use crate::model::{AppliedContact, ApplyOutcome, CaseStatus, IncomingContact, fold_name, to_micros};
 
 /// The `source` of every event this service publishes.
@@ -72,15 +79,18 @@ impl std::fmt::Debug for CustomerRow {
     }
 }
 
-/// An open case row as the planner needs it.
+/// A case a new contact may join (open, or resolved within the follow-up
+/// window) as the planner needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct OpenCaseRow {
     pub(crate) id: CaseId,
     pub(crate) reference: String,
     pub(crate) customer_id: CustomerId,
     pub(crate) service: String,
+    pub(crate) status: CaseStatus,
     pub(crate) opened_at: DateTime<Utc>,
     pub(crate) updated_at: DateTime<Utc>,
+    pub(crate) resolved_at: Option<DateTime<Utc>>,
     pub(crate) contact_count: u32,
 }
 
@@ -99,6 +109,7 @@ pub(crate) struct ContactRow {
     pub(crate) origin: String,
     pub(crate) received_at: DateTime<Utc>,
     pub(crate) stored_at: DateTime<Utc>,
+    pub(crate) repeat_contact: bool,
 }
 
 impl std::fmt::Debug for ContactRow {
@@ -182,7 +193,8 @@ pub(crate) struct Snapshot {
     pub(crate) stored_contacts: HashSet<ContactId>,
     /// Customers holding a phone or email of the batch, in any order.
     pub(crate) customers: Vec<CustomerRow>,
-    /// Open cases of those customers.
+    /// Open cases of those customers, and those resolved within the
+    /// follow-up window.
     pub(crate) open_cases: Vec<OpenCaseRow>,
 }
 
@@ -197,16 +209,24 @@ struct CaseState {
     reference: CaseReference,
     customer_id: CustomerId,
     service: String,
+    status: CaseStatus,
     opened_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    due_at: Option<DateTime<Utc>>,
     contact_count: u32,
     new: bool,
     touched: bool,
+    /// A contact of this batch re-opened it (it was resolved).
+    reopened: bool,
 }
 
 enum CaseChange {
     Opened,
-    Updated { contact_count: u32 },
+    Updated {
+        contact_count: u32,
+        reopened: bool,
+        repeat_contact: bool,
+    },
 }
 
 struct PlannedEvent {
@@ -226,6 +246,8 @@ pub(crate) struct BatchPlan {
     cases: Vec<CaseState>,
     pub(crate) contacts: Vec<ContactRow>,
     pub(crate) inbox: Vec<EventId>,
+    /// Re-opens by contacts, for the case history.
+    pub(crate) history: Vec<(CaseId, StatusRecord)>,
     events: Vec<PlannedEvent>,
     pub(crate) outcomes: Vec<ApplyOutcome>,
     pub(crate) now: DateTime<Utc>,
@@ -241,6 +263,17 @@ pub(crate) struct NewCaseRow {
     pub(crate) status: CaseStatus,
     pub(crate) opened_at: DateTime<Utc>,
     pub(crate) updated_at: DateTime<Utc>,
+    pub(crate) due_at: Option<DateTime<Utc>>,
+}
+
+/// An existing case a batch added contacts to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TouchedCase {
+    pub(crate) id: CaseId,
+    /// The latest contact's receipt.
+    pub(crate) updated_at: DateTime<Utc>,
+    /// It was resolved and a contact re-opened it.
+    pub(crate) reopened: bool,
 }
 
 /// How many times a store regenerates colliding case references before
@@ -260,20 +293,25 @@ impl BatchPlan {
                 status: CaseStatus::Open,
                 opened_at: case.opened_at,
                 updated_at: case.updated_at,
+                due_at: case.due_at,
             })
             .collect()
     }
 
-    /// Existing cases that got contacts: `(id, updated_at)`, sorted by id so
-    /// concurrent writers lock rows in the same order.
-    pub(crate) fn touched_cases(&self) -> Vec<(CaseId, DateTime<Utc>)> {
+    /// Existing cases that got contacts, sorted by id so concurrent writers
+    /// lock rows in the same order.
+    pub(crate) fn touched_cases(&self) -> Vec<TouchedCase> {
         let mut touched: Vec<_> = self
             .cases
             .iter()
             .filter(|case| !case.new && case.touched)
-            .map(|case| (case.id, case.updated_at))
+            .map(|case| TouchedCase {
+                id: case.id,
+                updated_at: case.updated_at,
+                reopened: case.reopened,
+            })
             .collect();
-        touched.sort_by_key(|(id, _)| *id);
+        touched.sort_by_key(|case| case.id);
         touched
     }
 
@@ -293,58 +331,78 @@ impl BatchPlan {
     /// regenerated. The payloads carry ids, service and channel only: no
     /// personal data, so they need no sealing.
     pub(crate) fn outbox(&self) -> Vec<OutboxRow> {
-        let occurred_at = pbjson_types::Timestamp {
-            seconds: self.now.timestamp(),
-            nanos: i32::try_from(self.now.timestamp_subsec_nanos()).unwrap_or(0),
-        };
         self.events
             .iter()
             .filter_map(|planned| {
                 let case = self.cases.get(planned.case)?;
-                let event_id = EventId::new();
-                let (event_type, payload) = match planned.change {
-                    CaseChange::Opened => (
-                        event_types::CASE_OPENED,
-                        v1::event::Payload::CaseOpened(v1::CaseOpened {
-                            case_id: case.id.to_string(),
-                            reference: case.reference.as_str().to_owned(),
-                            service: case.service.clone(),
-                            customer_id: case.customer_id.to_string(),
-                            contact_id: planned.contact_id.to_string(),
-                            channel: crate::wire::channel_to_proto(planned.channel) as i32,
-                        }),
-                    ),
-                    CaseChange::Updated { contact_count } => (
-                        event_types::CASE_UPDATED,
-                        v1::event::Payload::CaseUpdated(v1::CaseUpdated {
-                            case_id: case.id.to_string(),
-                            reference: case.reference.as_str().to_owned(),
-                            service: case.service.clone(),
-                            customer_id: case.customer_id.to_string(),
-                            contact_id: planned.contact_id.to_string(),
-                            channel: crate::wire::channel_to_proto(planned.channel) as i32,
-                            contact_count,
-                        }),
-                    ),
+                let payload = match planned.change {
+                    CaseChange::Opened => v1::event::Payload::CaseOpened(v1::CaseOpened {
+                        case_id: case.id.to_string(),
+                        reference: case.reference.as_str().to_owned(),
+                        service: case.service.clone(),
+                        customer_id: case.customer_id.to_string(),
+                        contact_id: planned.contact_id.to_string(),
+                        channel: crate::wire::channel_to_proto(planned.channel) as i32,
+                        due_at: case.due_at.map(crate::wire::timestamp),
+                    }),
+                    CaseChange::Updated {
+                        contact_count,
+                        reopened,
+                        repeat_contact,
+                    } => v1::event::Payload::CaseUpdated(v1::CaseUpdated {
+                        case_id: case.id.to_string(),
+                        reference: case.reference.as_str().to_owned(),
+                        service: case.service.clone(),
+                        customer_id: case.customer_id.to_string(),
+                        contact_id: planned.contact_id.to_string(),
+                        channel: crate::wire::channel_to_proto(planned.channel) as i32,
+                        contact_count,
+                        status: v1::CaseStatus::from(case.status) as i32,
+                        reopened,
+                        repeat_contact,
+                    }),
                 };
-                let event = v1::Event {
-                    id: event_id.to_string(),
-                    r#type: event_type.to_owned(),
-                    occurred_at: Some(occurred_at),
-                    source: EVENT_SOURCE.to_owned(),
-                    subject: case.id.to_string(),
-                    sealed_personal_data: None,
-                    payload: Some(payload),
-                };
-                Some(OutboxRow {
-                    event_id,
-                    event_type,
-                    body: event.encode_to_vec(),
-                    traceparent: planned.traceparent.clone(),
-                    created_at: self.now,
-                })
+                Some(case_event(
+                    case.id,
+                    payload,
+                    planned.traceparent.clone(),
+                    self.now,
+                ))
             })
             .collect()
+    }
+}
+
+/// A `case.*` event about `case_id`, ready for the outbox. Case events carry
+/// ids, service, channel and status only: no personal data, so they need no
+/// sealing.
+pub(crate) fn case_event(
+    case_id: CaseId,
+    payload: v1::event::Payload,
+    traceparent: Option<String>,
+    now: DateTime<Utc>,
+) -> OutboxRow {
+    let event_type = match &payload {
+        v1::event::Payload::CaseOpened(_) => event_types::CASE_OPENED,
+        v1::event::Payload::CaseResolved(_) => event_types::CASE_RESOLVED,
+        _ => event_types::CASE_UPDATED,
+    };
+    let event_id = EventId::new();
+    let event = v1::Event {
+        id: event_id.to_string(),
+        r#type: event_type.to_owned(),
+        occurred_at: Some(crate::wire::timestamp(now)),
+        source: EVENT_SOURCE.to_owned(),
+        subject: case_id.to_string(),
+        sealed_personal_data: None,
+        payload: Some(payload),
+    };
+    OutboxRow {
+        event_id,
+        event_type,
+        body: event.encode_to_vec(),
+        traceparent,
+        created_at: now,
     }
 }
 
@@ -352,6 +410,7 @@ impl BatchPlan {
 pub(crate) fn plan_batch(
     batch: &[IncomingContact],
     snapshot: Snapshot,
+    rules: &CaseRules,
     now: DateTime<Utc>,
 ) -> CasesResult<BatchPlan> {
     let now = to_micros(now);
@@ -379,31 +438,51 @@ pub(crate) fn plan_batch(
 
     let mut cases: Vec<CaseState> = Vec::new();
     let mut open_case: HashMap<(CustomerId, String), usize> = HashMap::new();
+    // The latest resolved case per customer and service, with when it was
+    // resolved: what a contact re-opens when there is no open case.
+    let mut resolved_case: HashMap<(CustomerId, String), (usize, DateTime<Utc>)> = HashMap::new();
     let mut open_cases = snapshot.open_cases;
     // Latest first, so a customer with several open cases for one service
     // (which the unique index prevents, but older data might hold) joins the
     // most recently active one.
-    open_cases.sort_by_key(|case| std::cmp::Reverse((case.updated_at, case.id)));
+    open_cases.sort_by_key(|case| std::cmp::Reverse((case.resolved_at, case.updated_at, case.id)));
     for row in open_cases {
         let key = (row.customer_id, row.service.clone());
-        if open_case.contains_key(&key) {
+        let resolved_at = match (row.status, row.resolved_at) {
+            (status, _) if status.is_open() => None,
+            (CaseStatus::Resolved, Some(resolved_at)) => Some(resolved_at),
+            _ => continue,
+        };
+        let taken = match resolved_at {
+            None => open_case.contains_key(&key),
+            Some(_) => resolved_case.contains_key(&key),
+        };
+        if taken {
             continue;
         }
         let reference = CaseReference::parse(&row.reference).map_err(|error| CasesError::Corrupt {
             column: "cases.reference",
             reason: error.to_string(),
         })?;
-        open_case.insert(key, cases.len());
+        match resolved_at {
+            None => open_case.insert(key, cases.len()),
+            Some(at) => resolved_case
+                .insert(key, (cases.len(), at))
+                .map(|(index, _)| index),
+        };
         cases.push(CaseState {
             id: row.id,
             reference,
             customer_id: row.customer_id,
             service: row.service,
+            status: row.status,
             opened_at: row.opened_at,
             updated_at: row.updated_at,
+            due_at: None,
             contact_count: row.contact_count,
             new: false,
             touched: false,
+            reopened: false,
         });
     }
 
@@ -413,6 +492,7 @@ pub(crate) fn plan_batch(
         cases: Vec::new(),
         contacts: Vec::with_capacity(batch.len()),
         inbox: Vec::with_capacity(batch.len()),
+        history: Vec::new(),
         events: Vec::with_capacity(batch.len()),
         outcomes: Vec::with_capacity(batch.len()),
         now,
@@ -504,9 +584,34 @@ pub(crate) fn plan_batch(
 
         let received_at = to_micros(contact.received_at);
         let key = (customer_id, contact.service.as_str().to_owned());
+        let reopen = match open_case.get(&key) {
+            Some(_) => None,
+            None => resolved_case
+                .get(&key)
+                .filter(|(_, resolved_at)| rules.within_follow_up(*resolved_at, received_at))
+                .map(|(index, _)| *index),
+        };
+        if let Some(index) = reopen {
+            resolved_case.remove(&key);
+            open_case.insert(key.clone(), index);
+            let case = &mut cases[index];
+            plan.history.push((
+                case.id,
+                StatusRecord {
+                    from: case.status,
+                    to: CaseStatus::Open,
+                    reason: format!("re-opened by contact {}", contact.reference.as_str()),
+                    actor: ACTOR_CONTACT.to_owned(),
+                    at: now,
+                },
+            ));
+            case.status = CaseStatus::Open;
+            case.reopened = true;
+        }
         let (case_index, change) = match open_case.get(&key) {
             Some(&index) => {
                 let case = &mut cases[index];
+                let repeat_contact = rules.within_follow_up(case.updated_at, received_at);
                 case.contact_count += 1;
                 case.updated_at = case.updated_at.max(received_at);
                 case.touched = true;
@@ -514,6 +619,8 @@ pub(crate) fn plan_batch(
                     index,
                     CaseChange::Updated {
                         contact_count: case.contact_count,
+                        reopened: reopen.is_some(),
+                        repeat_contact,
                     },
                 )
             }
@@ -524,16 +631,26 @@ pub(crate) fn plan_batch(
                     reference: CaseReference::generate(),
                     customer_id,
                     service: key.1.clone(),
+                    status: CaseStatus::Open,
                     opened_at: received_at,
                     updated_at: received_at,
+                    due_at: rules.due_at(&key.1, received_at),
                     contact_count: 1,
                     new: true,
                     touched: true,
+                    reopened: false,
                 });
                 open_case.insert(key, index);
                 (index, CaseChange::Opened)
             }
         };
+        let repeat_contact = matches!(
+            change,
+            CaseChange::Updated {
+                repeat_contact: true,
+                ..
+            }
+        );
         let case_id = cases[case_index].id;
 
         plan.contacts.push(ContactRow {
@@ -549,6 +666,7 @@ pub(crate) fn plan_batch(
             origin: to_json("contacts.origin", &contact.origin)?,
             received_at,
             stored_at: now,
+            repeat_contact,
         });
         plan.outcomes.push(ApplyOutcome::Applied(AppliedContact {
             event_id: contact.event_id,
@@ -683,7 +801,13 @@ mod tests {
             customers: vec![later, earlier],
             ..Snapshot::default()
         };
-        let plan = plan_batch(&[contact("waste", Some("07700900123"), None)], snapshot, now).expect("plan");
+        let plan = plan_batch(
+            &[contact("waste", Some("07700900123"), None)],
+            snapshot,
+            &CaseRules::embedded(),
+            now,
+        )
+        .expect("plan");
         assert_eq!(applied(&plan.outcomes[0]).customer_id, earlier_id);
     }
 
@@ -700,6 +824,7 @@ mod tests {
         let plan = plan_batch(
             &[contact("waste", Some("07700900123"), Some("ada@example.org"))],
             snapshot,
+            &CaseRules::embedded(),
             now,
         )
         .expect("plan");
@@ -720,6 +845,8 @@ mod tests {
             reference: CaseReference::generate().as_str().to_owned(),
             customer_id: resident.id,
             service: "waste".to_owned(),
+            status: CaseStatus::Open,
+            resolved_at: None,
             opened_at: now - Duration::days(30),
             updated_at,
             contact_count: 3,
@@ -732,7 +859,13 @@ mod tests {
             open_cases: vec![stale, active],
             ..Snapshot::default()
         };
-        let plan = plan_batch(&[contact("waste", Some("07700900123"), None)], snapshot, now).expect("plan");
+        let plan = plan_batch(
+            &[contact("waste", Some("07700900123"), None)],
+            snapshot,
+            &CaseRules::embedded(),
+            now,
+        )
+        .expect("plan");
         assert_eq!(applied(&plan.outcomes[0]).case_id, active_id);
         assert_eq!(plan.touched_cases().len(), 1);
         assert!(plan.new_cases().is_empty());
@@ -753,8 +886,13 @@ mod tests {
             stored_contacts: HashSet::from([republished.contact_id]),
             ..Snapshot::default()
         };
-        let plan =
-            plan_batch(&[seen.clone(), republished.clone(), seen.clone()], snapshot, now).expect("plan");
+        let plan = plan_batch(
+            &[seen.clone(), republished.clone(), seen.clone()],
+            snapshot,
+            &CaseRules::embedded(),
+            now,
+        )
+        .expect("plan");
         assert!(plan.outcomes.iter().all(|outcome| outcome.applied().is_none()));
         assert!(plan.contacts.is_empty() && plan.outbox().is_empty());
         // The new event id of a known contact is recorded, so it is skipped cheaply next time.
@@ -767,6 +905,7 @@ mod tests {
         let mut plan = plan_batch(
             &[contact("waste", None, Some("ada@example.org"))],
             Snapshot::default(),
+            &CaseRules::embedded(),
             now,
         )
         .expect("plan");

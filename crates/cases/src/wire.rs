@@ -11,7 +11,10 @@ pub(crate) use switchboard_runtime::wire::{
     channel_from_proto, channel_to_proto, customer_to_proto, from_timestamp, needs_to_proto, timestamp,
 };
 
-use crate::model::{Case, CaseKey, CaseStatus, Contact, Customer, CustomerSearch, TimelineEntry};
+use crate::lifecycle::CaseNote;
+use crate::model::{
+    Case, CaseDetail, CaseKey, CaseStatus, Contact, Customer, CustomerSearch, QuotedReference, TimelineEntry,
+};
 
 fn origin_to_proto(origin: &ContactOrigin) -> Option<v1::contact_record::Origin> {
     match origin {
@@ -67,6 +70,12 @@ impl From<Contact> for v1::ContactRecord {
             case_id: contact.case_id.to_string(),
             received_at: Some(timestamp(contact.received_at)),
             origin: origin_to_proto(&contact.origin),
+            repeat_contact: contact.repeat_contact,
+            outcome: contact.outcome.map(|outcome| v1::ContactOutcome {
+                disposition: outcome.disposition,
+                partner: outcome.partner.unwrap_or_default(),
+                completed_at: Some(timestamp(outcome.completed_at)),
+            }),
         }
     }
 }
@@ -82,6 +91,59 @@ impl From<Case> for v1::CaseRecord {
             opened_at: Some(timestamp(case.opened_at)),
             updated_at: Some(timestamp(case.updated_at)),
             contact_ids: case.contact_ids.iter().map(ToString::to_string).collect(),
+            due_at: case.due_at.map(timestamp),
+            resolved_at: case.resolved_at.map(timestamp),
+            outcome: case.outcome.unwrap_or_default(),
+            reopened_count: case.reopened_count,
+            notes: Vec::new(),
+            history: Vec::new(),
+        }
+    }
+}
+
+impl From<CaseDetail> for v1::CaseRecord {
+    fn from(detail: CaseDetail) -> Self {
+        v1::CaseRecord {
+            notes: detail.notes.into_iter().map(Into::into).collect(),
+            history: detail
+                .history
+                .into_iter()
+                .map(|record| v1::CaseStatusChange {
+                    from_status: v1::CaseStatus::from(record.from) as i32,
+                    to_status: v1::CaseStatus::from(record.to) as i32,
+                    reason: record.reason,
+                    actor: record.actor,
+                    at: Some(timestamp(record.at)),
+                })
+                .collect(),
+            ..detail.case.into()
+        }
+    }
+}
+
+impl From<CaseNote> for v1::CaseNote {
+    fn from(note: CaseNote) -> Self {
+        v1::CaseNote {
+            note_id: note.id.to_string(),
+            case_id: note.case_id.to_string(),
+            author: note.author,
+            text: note.text,
+            created_at: Some(timestamp(note.created_at)),
+        }
+    }
+}
+
+impl TryFrom<v1::CaseStatus> for CaseStatus {
+    type Error = &'static str;
+
+    fn try_from(status: v1::CaseStatus) -> Result<Self, Self::Error> {
+        match status {
+            v1::CaseStatus::Unspecified => Err("give the status to move the case to"),
+            v1::CaseStatus::Open => Ok(CaseStatus::Open),
+            v1::CaseStatus::WaitingOnResident => Ok(CaseStatus::WaitingOnResident),
+            v1::CaseStatus::WaitingOnCouncil => Ok(CaseStatus::WaitingOnCouncil),
+            v1::CaseStatus::Resolved => Ok(CaseStatus::Resolved),
+            v1::CaseStatus::Closed => Ok(CaseStatus::Closed),
         }
     }
 }
@@ -152,10 +214,19 @@ impl TryFrom<&v1::SearchCustomersRequest> for CustomerSearch {
             email: criterion(&mut errors, "email", &request.email, EmailAddress::parse),
             postcode: criterion(&mut errors, "postcode", &request.postcode, Postcode::parse),
             name: criterion(&mut errors, "name", &request.name, PersonName::parse),
+            reference: criterion(
+                &mut errors,
+                "reference",
+                &request.reference,
+                QuotedReference::parse,
+            ),
         };
         if errors.is_empty() && search.is_empty() {
-            for field in ["phone", "email", "postcode", "name"] {
-                errors.push(field, "give at least one of phone, email, postcode or name");
+            for field in ["phone", "email", "postcode", "name", "reference"] {
+                errors.push(
+                    field,
+                    "give at least one of phone, email, postcode, name or reference",
+                );
             }
         }
         if errors.is_empty() {

@@ -1,6 +1,6 @@
-//! The consumer end to end: `contact.received` events published on a bus,
-//! applied by `CasesConsumer`, `case.*` events relayed back out, poison
-//! messages dead-lettered with their reason. Once against the in-process bus
+//! The consumer end to end: `contact.received` and `contact.completed`
+//! events published on a bus, applied by `CasesConsumer`, `case.*` events
+//! relayed back out, poison messages dead-lettered with their reason. Once against the in-process bus
 //! with SQLite (embedded mode), once against RabbitMQ with PostgreSQL
 //! (distributed mode), each with its own random topology prefix.
 #![allow(clippy::unwrap_used)]
@@ -14,7 +14,7 @@ use switchboard_bus::{
     Bus, DeadLetterReason, Delivery, Envelope, EventKey, InProcessBus, QueueSpec, RabbitBus, Sealer,
     Subscription, Topology, ack_all,
 };
-use switchboard_cases::{CaseKey, CasesConsumer, CasesStore};
+use switchboard_cases::{CaseKey, CaseStatus, CasesConsumer, CasesStore};
 use switchboard_domain::{CaseId, ContactId, ContactReference, EventId};
 use switchboard_proto::{event_types, v1};
 use tokio::sync::oneshot;
@@ -87,6 +87,32 @@ fn contact_received(
             event,
             traceparent: None,
         },
+    }
+}
+
+/// What routing would publish when an agent wraps `contact_id` up.
+fn contact_completed(contact_id: ContactId, disposition: &str) -> Envelope {
+    let now = chrono::Utc::now();
+    Envelope {
+        event: v1::Event {
+            id: EventId::new().to_string(),
+            r#type: event_types::CONTACT_COMPLETED.to_owned(),
+            occurred_at: Some(pbjson_types::Timestamp {
+                seconds: now.timestamp(),
+                nanos: 0,
+            }),
+            source: "routing".to_owned(),
+            subject: contact_id.to_string(),
+            sealed_personal_data: None,
+            payload: Some(v1::event::Payload::ContactCompleted(v1::ContactCompleted {
+                contact_id: contact_id.to_string(),
+                queue: "waste-phone".to_owned(),
+                agent_id: 7,
+                disposition: disposition.to_owned(),
+                partner: String::new(),
+            })),
+        },
+        traceparent: None,
     }
 }
 
@@ -268,6 +294,28 @@ async fn consumer_applies_contacts_and_dead_letters_poison(
             .await
             .unwrap()
             .is_none()
+    );
+
+    // Routing reports the call wrapped up as resolved: the case resolves.
+    // A completion without a disposition can never be applied.
+    let resolved = contact_completed(call.contact_id, "resolved");
+    let broken = contact_completed(form.contact_id, " ");
+    bus.publish(&[resolved.clone(), broken.clone()]).await.unwrap();
+    let events = receive(&mut case_subscription, 1, "case.resolved").await;
+    assert_eq!(events[0].0.event_type(), "case.resolved");
+    let dead = receive(&mut dead_letters, 1, "the completion without a disposition").await;
+    assert_eq!(dead[0].0.event_id(), broken.event_id());
+    let case = store
+        .case_detail(&CaseKey::Id(first.case_id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(case.case.status, CaseStatus::Resolved);
+    assert_eq!(case.history[0].actor, "routing");
+    let contact = store.get_contact(call.contact_id).await.unwrap().unwrap();
+    assert_eq!(
+        contact.outcome.map(|outcome| outcome.disposition).as_deref(),
+        Some("resolved")
     );
 
     stop.send(()).unwrap();

@@ -10,6 +10,8 @@ use switchboard_cases::{CasesGrpc, CasesStore};
 use switchboard_domain::{Channel, ContactId, CustomerId};
 use switchboard_proto::v1;
 use switchboard_proto::v1::case_service_client::CaseServiceClient;
+use switchboard_proto::v1::case_service_server::CaseServiceServer;
+use switchboard_runtime::{Principal, Role};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::Code;
@@ -17,6 +19,9 @@ use tonic::transport::Channel as TransportChannel;
 use tonic_types::StatusExt;
 
 use common::{ContactBuilder, StoreGuard, now};
+
+/// The subject of every call to the test server.
+const AGENT: &str = "agent-ada";
 
 struct TestServer {
     client: CaseServiceClient<TransportChannel>,
@@ -30,7 +35,17 @@ async fn spawn_server() -> TestServer {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
-    let service = CasesGrpc::new(Arc::clone(&store)).into_server();
+    // The auth layer in front of the real server puts the caller's principal
+    // on the request; here an interceptor does, for a fixed agent.
+    let service = CaseServiceServer::with_interceptor(
+        CasesGrpc::new(Arc::clone(&store)),
+        |mut request: tonic::Request<()>| {
+            request
+                .extensions_mut()
+                .insert(Principal::new(AGENT, [Role::Agent]));
+            Ok(request)
+        },
+    );
     tokio::spawn(async move {
         tonic::transport::Server::builder()
             .add_service(service)
@@ -313,7 +328,10 @@ async fn search_customers_normalises_criteria_and_names_bad_ones() {
         .search_customers(v1::SearchCustomersRequest::default())
         .await
         .unwrap_err();
-    assert_eq!(bad_fields(&empty), ["phone", "email", "postcode", "name"]);
+    assert_eq!(
+        bad_fields(&empty),
+        ["phone", "email", "postcode", "name", "reference"]
+    );
     let invalid = server
         .client
         .search_customers(v1::SearchCustomersRequest {
@@ -324,4 +342,164 @@ async fn search_customers_normalises_criteria_and_names_bad_ones() {
         .await
         .unwrap_err();
     assert_eq!(bad_fields(&invalid), ["email", "postcode"]);
+}
+
+#[tokio::test]
+async fn a_resident_is_found_by_the_reference_they_quote() {
+    let mut server = spawn_server().await;
+    let form = ContactBuilder::new(Channel::Web, "waste")
+        .email("quoting@example.org")
+        .build();
+    let applied = server
+        .store
+        .apply_contacts(std::slice::from_ref(&form))
+        .await
+        .unwrap();
+    let customer_id = applied[0].applied().unwrap().customer_id;
+    let found = server
+        .client
+        .search_customers(v1::SearchCustomersRequest {
+            reference: form.reference.as_str().to_lowercase(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(found.customers.len(), 1);
+    assert_eq!(found.customers[0].customer_id, customer_id.to_string());
+    let bad = server
+        .client
+        .search_customers(v1::SearchCustomersRequest {
+            reference: "ZZ-1".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&bad), ["reference"]);
+}
+
+#[tokio::test]
+async fn staff_change_a_case_status_and_add_notes_in_their_own_name() {
+    let mut server = spawn_server().await;
+    let call = ContactBuilder::new(Channel::Phone, "housing-repairs")
+        .caller("07700900456")
+        .build();
+    let applied = server
+        .store
+        .apply_contacts(std::slice::from_ref(&call))
+        .await
+        .unwrap();
+    let case_id = applied[0].applied().unwrap().case_id.to_string();
+
+    let note = server
+        .client
+        .add_case_note(v1::AddCaseNoteRequest {
+            case_id: case_id.clone(),
+            text: "  boiler engineer booked  ".to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(note.author, AGENT);
+    assert_eq!(note.text, "boiler engineer booked");
+
+    let resolved = server
+        .client
+        .update_case_status(v1::UpdateCaseStatusRequest {
+            case_id: case_id.clone(),
+            status: v1::CaseStatus::Resolved as i32,
+            reason: "boiler repaired".to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resolved.status, v1::CaseStatus::Resolved as i32);
+    assert_eq!(resolved.outcome, "resolved");
+    assert!(resolved.resolved_at.is_some() && resolved.due_at.is_some());
+    assert_eq!(resolved.history.len(), 1);
+    assert_eq!(resolved.history[0].actor, AGENT);
+    assert_eq!(resolved.history[0].from_status, v1::CaseStatus::Open as i32);
+
+    let case = server
+        .client
+        .get_case(v1::GetCaseRequest {
+            key: Some(v1::get_case_request::Key::CaseId(case_id.clone())),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(case.notes.len(), 1);
+    assert_eq!(case.notes[0].note_id, note.note_id);
+    assert_eq!(case.history.len(), 1);
+
+    server
+        .client
+        .update_case_status(v1::UpdateCaseStatusRequest {
+            case_id: case_id.clone(),
+            status: v1::CaseStatus::Closed as i32,
+            reason: "no further action".to_owned(),
+        })
+        .await
+        .unwrap();
+    let refused = server
+        .client
+        .update_case_status(v1::UpdateCaseStatusRequest {
+            case_id: case_id.clone(),
+            status: v1::CaseStatus::Open as i32,
+            reason: "resident called back".to_owned(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(refused.message().contains("closed"), "{refused:?}");
+
+    let unknown = server
+        .client
+        .update_case_status(v1::UpdateCaseStatusRequest {
+            case_id: ContactId::new().to_string(),
+            status: v1::CaseStatus::Closed as i32,
+            reason: "x".to_owned(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    let unknown_note = server
+        .client
+        .add_case_note(v1::AddCaseNoteRequest {
+            case_id: ContactId::new().to_string(),
+            text: "x".to_owned(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown_note.code(), Code::NotFound);
+
+    let bad = server
+        .client
+        .update_case_status(v1::UpdateCaseStatusRequest {
+            case_id: "not-a-case".to_owned(),
+            status: 42,
+            reason: " ".to_owned(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&bad), ["case_id", "status", "reason"]);
+    let unspecified = server
+        .client
+        .update_case_status(v1::UpdateCaseStatusRequest {
+            case_id: case_id.clone(),
+            status: v1::CaseStatus::Unspecified as i32,
+            reason: "x".repeat(1_001),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&unspecified), ["status", "reason"]);
+    let empty_note = server
+        .client
+        .add_case_note(v1::AddCaseNoteRequest {
+            case_id,
+            text: "\n".to_owned(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&empty_note), ["text"]);
 }

@@ -3,6 +3,7 @@
 //! implementations cannot drift apart.
 #![allow(clippy::unwrap_used)]
 
+#[macro_use]
 mod common;
 
 use std::collections::HashSet;
@@ -459,6 +460,7 @@ async fn customers_are_found_by_normalised_identifiers_and_name(store: &dyn Case
             email: email.map(|value| EmailAddress::parse(value).unwrap()),
             postcode: postcode.map(|value| Postcode::parse(value).unwrap()),
             name: name.map(|value| PersonName::parse(value).unwrap()),
+            reference: None,
         }
     };
     let names = |customers: Vec<switchboard_cases::Customer>| -> HashSet<String> {
@@ -657,30 +659,6 @@ async fn concurrent_writers_never_duplicate_a_customer_or_an_open_case(store: &d
         assert_eq!(first.customer_id, second.customer_id);
         assert_eq!(first.case_id, second.case_id, "one open housing case");
     }
-}
-
-macro_rules! contract_suite {
-    ($($test:ident),* $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    let (store, _database) = crate::common::postgres_store().await;
-                    super::$test(&*store).await;
-                }
-            )*
-        }
-
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $test() {
-                    let (store, _data_dir) = crate::common::sqlite_store().await;
-                    super::$test(&*store).await;
-                }
-            )*
-        }
-    };
 }
 
 contract_suite!(

@@ -67,6 +67,10 @@ pub(crate) fn decode(envelope: &Envelope) -> Result<Message, String> {
             case_reference: opened.reference.clone(),
             case_contact_count: 1,
         },
+        // A status change, not a contact joining the case: nothing to route.
+        Some(v1::event::Payload::CaseUpdated(updated)) if updated.contact_id.is_empty() => {
+            Inbound::Ignored { event_id }
+        }
         Some(v1::event::Payload::CaseUpdated(updated)) => Inbound::CaseContext {
             event_id,
             contact: contact_id(&updated.contact_id)?,
@@ -76,4 +80,43 @@ pub(crate) fn decode(envelope: &Envelope) -> Result<Message, String> {
         _ => Inbound::Ignored { event_id },
     };
     Ok(Message::Event(Box::new(inbound)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn case_updated(contact_id: &str) -> Envelope {
+        Envelope {
+            event: v1::Event {
+                id: Uuid::now_v7().to_string(),
+                r#type: event_types::CASE_UPDATED.to_owned(),
+                payload: Some(v1::event::Payload::CaseUpdated(v1::CaseUpdated {
+                    case_id: Uuid::now_v7().to_string(),
+                    reference: "CS-7K3MQ-9XD2H".to_owned(),
+                    contact_id: contact_id.to_owned(),
+                    contact_count: 3,
+                    ..v1::CaseUpdated::default()
+                })),
+                ..v1::Event::default()
+            },
+            traceparent: None,
+        }
+    }
+
+    #[test]
+    fn a_contact_joining_a_case_is_context_and_a_status_change_is_ignored() {
+        let contact = Uuid::now_v7();
+        match decode(&case_updated(&contact.to_string())) {
+            Ok(Message::Event(inbound)) => assert!(matches!(
+                *inbound,
+                Inbound::CaseContext { contact: ContactId(id), case_contact_count: 3, .. } if id == contact.as_u128()
+            )),
+            other => panic!("expected case context, got {other:?}"),
+        }
+        assert!(matches!(
+            decode(&case_updated("")),
+            Ok(Message::Event(inbound)) if matches!(*inbound, Inbound::Ignored { .. })
+        ));
+    }
 }

@@ -651,6 +651,8 @@ impl Policy {
                 CONTACT_HANDLERS,
             )
             .allow("/switchboard.v1.CaseService/SearchCustomers", CONTACT_HANDLERS)
+            .allow("/switchboard.v1.CaseService/UpdateCaseStatus", CONTACT_HANDLERS)
+            .allow("/switchboard.v1.CaseService/AddCaseNote", CONTACT_HANDLERS)
             // Routing: an agent's desktop acts for the agent signed in to it
             // (the token's subject); supervisors also take contacts.
             .allow("/switchboard.v1.AgentService/SignIn", CONTACT_HANDLERS)
@@ -1001,7 +1003,9 @@ mod tests {
             "/switchboard.v1.CaseService/GetContact"
             | "/switchboard.v1.CaseService/GetCase"
             | "/switchboard.v1.CaseService/GetCustomerTimeline"
-            | "/switchboard.v1.CaseService/SearchCustomers" => Some(&[Role::Agent, Role::Supervisor]),
+            | "/switchboard.v1.CaseService/SearchCustomers"
+            | "/switchboard.v1.CaseService/UpdateCaseStatus"
+            | "/switchboard.v1.CaseService/AddCaseNote" => Some(&[Role::Agent, Role::Supervisor]),
             "/switchboard.v1.AgentService/SignIn"
             | "/switchboard.v1.AgentService/SignOut"
             | "/switchboard.v1.AgentService/SetPresence"

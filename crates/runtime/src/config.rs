@@ -53,6 +53,10 @@ pub const DEFAULT_GRPC_MAX_MESSAGE_BYTES: usize = MAX_GRPC_MESSAGE_BYTES;
 const MIN_GRPC_MESSAGE_BYTES: usize = 1024;
 /// RFC 7518 §3.2: an HMAC key must be at least as long as the hash output.
 const MIN_HS256_SECRET_BYTES: usize = 32;
+/// Four weeks: the span councils commonly use for counting repeat contact.
+pub const DEFAULT_CASE_FOLLOW_UP_DAYS: u32 = 28;
+/// A year: beyond that a "follow-up" is a new matter.
+const MAX_CASE_FOLLOW_UP_DAYS: u32 = 365;
 const DEFAULT_JWT_LEEWAY_SECONDS: u64 = 60;
 
 /// Top-level keys read from `SWITCHBOARD_*` variables. Anything else with the
@@ -69,6 +73,7 @@ const ENV_KEYS: &[&str] = &[
     "otlp_endpoint",
     "log_format",
     "grpc_max_message_bytes",
+    "case_follow_up_days",
     "auth",
     "event_keys",
 ];
@@ -123,6 +128,10 @@ pub struct Settings {
     /// Largest gRPC request message accepted; larger ones are answered
     /// `RESOURCE_EXHAUSTED`.
     pub grpc_max_message_bytes: usize,
+    /// The case store's follow-up window in days: a contact within it of a
+    /// case's previous contact is a repeat contact, and a contact about the
+    /// same service re-opens a case resolved within it.
+    pub case_follow_up_days: u32,
     pub auth: AuthSettings,
     /// Keys sealing personal data inside events; the first seals, all open.
     pub event_keys: Vec<EventKeySettings>,
@@ -225,6 +234,8 @@ pub struct Options {
     pub log_format: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grpc_max_message_bytes: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub case_follow_up_days: Option<u32>,
 }
 
 impl Options {
@@ -236,6 +247,7 @@ impl Options {
             data_dir: Some(PathBuf::from(DEFAULT_DATA_DIR)),
             log_format: Some(LogFormat::Text.as_str().to_owned()),
             grpc_max_message_bytes: Some(DEFAULT_GRPC_MAX_MESSAGE_BYTES),
+            case_follow_up_days: Some(DEFAULT_CASE_FOLLOW_UP_DAYS),
             ..Options::default()
         }
     }
@@ -349,6 +361,7 @@ struct RawSettings {
     otlp_endpoint: Option<String>,
     log_format: String,
     grpc_max_message_bytes: usize,
+    case_follow_up_days: u32,
     #[serde(default)]
     auth: RawAuth,
     #[serde(default)]
@@ -422,6 +435,12 @@ impl RawSettings {
                 format!("must be between {MIN_GRPC_MESSAGE_BYTES} and {MAX_GRPC_MESSAGE_BYTES}"),
             ));
         }
+        if !(1..=MAX_CASE_FOLLOW_UP_DAYS).contains(&self.case_follow_up_days) {
+            return Err(RuntimeError::config(
+                "case_follow_up_days",
+                format!("must be 1 to {MAX_CASE_FOLLOW_UP_DAYS} days"),
+            ));
+        }
         let auth = self.auth.validate()?;
         let event_keys = validate_event_keys(self.event_keys)?;
         // Development credentials stand in for both or for neither: a
@@ -454,6 +473,7 @@ impl RawSettings {
             otlp_endpoint,
             log_format,
             grpc_max_message_bytes: self.grpc_max_message_bytes,
+            case_follow_up_days: self.case_follow_up_days,
             auth,
             event_keys,
         })
@@ -837,6 +857,10 @@ mod tests {
             (
                 "grpc_max_message_bytes = 10",
                 "grpc_max_message_bytes: must be between",
+            ),
+            (
+                "case_follow_up_days = 0",
+                "case_follow_up_days: must be 1 to 365 days",
             ),
             (r#"grpc_adr = "127.0.0.1:1""#, "grpc_adr: unknown key"),
             (r#"grpc_addr = 5"#, "grpc_addr: invalid type"),

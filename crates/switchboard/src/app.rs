@@ -28,8 +28,8 @@ use secrecy::ExposeSecret;
 use switchboard_bus::{
     Bus, EventKey, InProcessBus, OutboxRelay, OutboxStore, QueueSpec, RabbitBus, Sealer, Topology,
 };
-use switchboard_cases::{CasesConsumer, CasesGrpc, CasesStore, PgCasesStore, SqliteCasesStore};
-use switchboard_domain::Catalogue;
+use switchboard_cases::{CaseRules, CasesConsumer, CasesGrpc, CasesStore, PgCasesStore, SqliteCasesStore};
+use switchboard_domain::{Catalogue, WorkingCalendar};
 use switchboard_intake::{
     FormRateLimit, Intake, IntakeGrpc, IntakeMetrics, IntakeStore, PgIntakeStore, SqliteIntakeStore,
     WriterConfig, api_router, public_router,
@@ -240,6 +240,16 @@ pub fn load_routing(
     Ok(Some(source))
 }
 
+/// The council's working days for case due dates: the bank holidays of the
+/// routing configuration's `[calendar]`, or the built-in ones when this
+/// installation routes nothing.
+fn case_calendar(routing: Option<&RoutingSource>) -> anyhow::Result<WorkingCalendar> {
+    match routing {
+        Some(source) => WorkingCalendar::from_toml(&source.toml).context("the routing calendar is invalid"),
+        None => WorkingCalendar::embedded().context("the built-in calendar is invalid"),
+    }
+}
+
 /// Validates routing configuration text by its own rules and against the
 /// catalogue.
 fn check_routing(toml: &str, catalogue: &Catalogue) -> anyhow::Result<RoutingConfig> {
@@ -389,16 +399,23 @@ pub async fn start(
     }
 
     if services.cases() {
+        let rules = CaseRules::new(
+            &catalogue,
+            case_calendar(routing.as_ref())?,
+            settings.case_follow_up_days,
+        );
         let store: Arc<dyn CasesStore> = match &settings.database_url {
             Some(url) => Arc::new(
                 PgCasesStore::connect(url.expose_secret())
                     .await
-                    .context("case store")?,
+                    .context("case store")?
+                    .with_rules(rules),
             ),
             None => Arc::new(
                 SqliteCasesStore::open(&settings.data_dir)
                     .await
-                    .context("case store")?,
+                    .context("case store")?
+                    .with_rules(rules),
             ),
         };
         {

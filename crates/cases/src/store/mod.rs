@@ -17,9 +17,10 @@ use switchboard_domain::{
 };
 
 use crate::error::{CasesError, CasesResult};
+use crate::lifecycle::{CaseNote, ContactOutcome, IncomingOutcome, StatusChange};
 use crate::model::{
-    ApplyOutcome, Case, CaseKey, CaseStatus, Contact, Customer, CustomerSearch, IncomingContact, PageToken,
-    Timeline,
+    ApplyOutcome, Case, CaseDetail, CaseKey, CaseStatus, Contact, Customer, CustomerSearch, IncomingContact,
+    PageToken, Timeline,
 };
 use crate::plan::CustomerRow;
 
@@ -68,6 +69,25 @@ pub trait CasesStore: OutboxStore {
     /// search finds nothing.
     async fn search_customers(&self, search: &CustomerSearch, limit: usize) -> CasesResult<Vec<Customer>>;
 
+    /// A case with its notes and status history.
+    async fn case_detail(&self, key: &CaseKey) -> CasesResult<Option<CaseDetail>>;
+
+    /// Moves a case to another status ([`crate::lifecycle`] says which
+    /// changes are allowed), recording the change in its history and
+    /// writing `case.resolved` or `case.updated` to the outbox. `None` when
+    /// there is no such case.
+    async fn change_case_status(&self, change: &StatusChange) -> CasesResult<Option<CaseDetail>>;
+
+    /// Adds a note to a case; `None` when there is no such case.
+    async fn add_case_note(&self, case_id: CaseId, author: &str, text: &str)
+    -> CasesResult<Option<CaseNote>>;
+
+    /// Applies `contact.completed` events in one transaction: records each
+    /// contact's outcome (the first one reported wins) and moves its case
+    /// as the disposition says. An outcome whose contact is not stored yet
+    /// waits and is applied when the contact arrives. Idempotent by event id.
+    async fn apply_outcomes(&self, batch: &[IncomingOutcome]) -> CasesResult<()>;
+
     /// Readiness: Ok when the database answers.
     async fn check(&self) -> CasesResult<()>;
 
@@ -85,6 +105,10 @@ pub(crate) struct StoredCase {
     pub(crate) status: String,
     pub(crate) opened_at: DateTime<Utc>,
     pub(crate) updated_at: DateTime<Utc>,
+    pub(crate) due_at: Option<DateTime<Utc>>,
+    pub(crate) resolved_at: Option<DateTime<Utc>>,
+    pub(crate) outcome: Option<String>,
+    pub(crate) reopened_count: i64,
 }
 
 impl StoredCase {
@@ -101,6 +125,11 @@ impl StoredCase {
             opened_at: self.opened_at,
             updated_at: self.updated_at,
             contact_ids,
+            due_at: self.due_at,
+            resolved_at: self.resolved_at,
+            outcome: self.outcome,
+            reopened_count: u32::try_from(self.reopened_count)
+                .map_err(|_| CasesError::corrupt("cases.reopened_count")("out of range".to_owned()))?,
         })
     }
 }
@@ -119,6 +148,8 @@ pub(crate) struct StoredContact {
     pub(crate) origin: String,
     pub(crate) received_at: DateTime<Utc>,
     pub(crate) stored_at: DateTime<Utc>,
+    pub(crate) repeat_contact: bool,
+    pub(crate) outcome: Option<ContactOutcome>,
 }
 
 impl StoredContact {
@@ -139,6 +170,8 @@ impl StoredContact {
             origin: from_json::<ContactOrigin>("contacts.origin", &self.origin)?,
             received_at: self.received_at,
             stored_at: self.stored_at,
+            repeat_contact: self.repeat_contact,
+            outcome: self.outcome,
         })
     }
 }

@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,11 +20,18 @@ use switchboard_domain::{CaseId, ContactId, CustomerId, EventId};
 use uuid::Uuid;
 
 use crate::error::{CasesError, CasesResult};
-use crate::model::{
-    ApplyOutcome, Case, CaseKey, Contact, Customer, CustomerSearch, EntryKind, IncomingContact, PageToken,
-    SEARCH_PAGE_MAX, TIMELINE_PAGE_MAX, Timeline, fold_name,
+use crate::lifecycle::{
+    ACTOR_ROUTING, CaseNote, CaseRules, ContactOutcome, CurrentCase, IncomingOutcome, StatusChange,
+    StatusRecord, StatusUpdate, check_transition, is_reopen, plan_status_change, status_after,
 };
-use crate::plan::{self, BatchPlan, CustomerRow, LookupKeys, OpenCaseRow, REFERENCE_ATTEMPTS, Snapshot};
+use crate::model::{
+    ApplyOutcome, Case, CaseDetail, CaseKey, CaseStatus, Contact, Customer, CustomerSearch, EntryKind,
+    IncomingContact, PageToken, QuotedReference, SEARCH_PAGE_MAX, TIMELINE_PAGE_MAX, Timeline, fold_name,
+    to_micros,
+};
+use crate::plan::{
+    self, BatchPlan, CustomerRow, LookupKeys, OpenCaseRow, OutboxRow, REFERENCE_ATTEMPTS, Snapshot,
+};
 use crate::store::{CasesStore, StoredCase, StoredContact, assemble_timeline, clamp_page};
 
 // Column lists as macros so `concat!` builds each statement as one literal:
@@ -35,13 +43,18 @@ macro_rules! customer_columns {
 }
 macro_rules! case_columns {
     () => {
-        "id, reference, customer_id, service, status, opened_at, updated_at"
+        "id, reference, customer_id, service, status, opened_at, updated_at, \
+         due_at, resolved_at, outcome, reopened_count"
     };
 }
-macro_rules! contact_columns {
+/// Contacts with their outcome; conditions follow on `k` (the contact).
+macro_rules! contact_select {
     () => {
-        "id, reference, customer_id, case_id, channel, service, summary, \
-         details::text AS details, needs::text AS needs, origin::text AS origin, received_at, stored_at"
+        "SELECT k.id, k.reference, k.customer_id, k.case_id, k.channel, k.service, k.summary, \
+                k.details::text AS details, k.needs::text AS needs, k.origin::text AS origin, \
+                k.received_at, k.stored_at, k.repeat_contact, \
+                o.disposition, o.partner, o.completed_at \
+         FROM contacts k LEFT JOIN contact_outcomes o ON o.contact_id = k.id"
     };
 }
 
@@ -52,6 +65,7 @@ pub const SCHEMA: &str = "cases";
 #[derive(Debug, Clone)]
 pub struct PgCasesStore {
     pool: PgPool,
+    rules: Arc<CaseRules>,
 }
 
 impl PgCasesStore {
@@ -71,9 +85,19 @@ impl PgCasesStore {
             .connect_with(options)
             .await
             .map_err(CasesError::database("connect"))?;
-        let store = PgCasesStore { pool };
+        let store = PgCasesStore {
+            pool,
+            rules: Arc::new(CaseRules::embedded()),
+        };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// The same store following `rules` (the council's catalogue, calendar
+    /// and follow-up window) instead of the shipped ones.
+    pub fn with_rules(mut self, rules: CaseRules) -> Self {
+        self.rules = Arc::new(rules);
+        self
     }
 
     /// Applies pending migrations. Safe to run from several processes at once:
@@ -89,7 +113,11 @@ impl PgCasesStore {
         &self.pool
     }
 
-    async fn snapshot(tx: &mut Transaction<'static, Postgres>, keys: &LookupKeys) -> CasesResult<Snapshot> {
+    async fn snapshot(
+        tx: &mut Transaction<'static, Postgres>,
+        keys: &LookupKeys,
+        resolved_since: DateTime<Utc>,
+    ) -> CasesResult<Snapshot> {
         let mut snapshot = Snapshot::default();
         let event_ids: Vec<Uuid> = keys.event_ids.iter().map(EventId::as_uuid).collect();
         let contact_ids: Vec<Uuid> = keys.contact_ids.iter().map(ContactId::as_uuid).collect();
@@ -139,26 +167,31 @@ impl PgCasesStore {
 
         let customer_ids: Vec<Uuid> = snapshot.customers.iter().map(|row| row.id.as_uuid()).collect();
         let rows = sqlx::query(
-            "SELECT c.id, c.reference, c.customer_id, c.service, c.opened_at, c.updated_at, \
-                    (SELECT count(*) FROM contacts k WHERE k.case_id = c.id) AS contact_count \
+            "SELECT c.id, c.reference, c.customer_id, c.service, c.status, c.opened_at, c.updated_at, \
+                    c.resolved_at, (SELECT count(*) FROM contacts k WHERE k.case_id = c.id) AS contact_count \
              FROM cases c \
              WHERE c.customer_id = ANY($1) \
-               AND c.status IN ('open', 'waiting_on_resident', 'waiting_on_council')",
+               AND (c.status IN ('open', 'waiting_on_resident', 'waiting_on_council') \
+                    OR (c.status = 'resolved' AND c.resolved_at >= $2))",
         )
         .bind(&customer_ids)
+        .bind(resolved_since)
         .fetch_all(&mut **tx)
         .await
         .map_err(CasesError::database("look up open cases"))?;
         for row in rows {
             let error = || CasesError::database("read open cases");
             let contact_count: i64 = row.try_get("contact_count").map_err(error())?;
+            let status: String = row.try_get("status").map_err(error())?;
             snapshot.open_cases.push(OpenCaseRow {
                 id: CaseId::from_uuid(row.try_get("id").map_err(error())?),
                 reference: row.try_get("reference").map_err(error())?,
                 customer_id: CustomerId::from_uuid(row.try_get("customer_id").map_err(error())?),
                 service: row.try_get("service").map_err(error())?,
+                status: CaseStatus::parse(&status).map_err(CasesError::corrupt("cases.status"))?,
                 opened_at: row.try_get("opened_at").map_err(error())?,
                 updated_at: row.try_get("updated_at").map_err(error())?,
+                resolved_at: row.try_get("resolved_at").map_err(error())?,
                 contact_count: u32::try_from(contact_count).unwrap_or(u32::MAX),
             });
         }
@@ -220,18 +253,27 @@ impl PgCasesStore {
 
         let touched = plan.touched_cases();
         if !touched.is_empty() {
-            let ids: Vec<Uuid> = touched.iter().map(|(id, _)| id.as_uuid()).collect();
-            let updated_at: Vec<DateTime<Utc>> = touched.iter().map(|(_, at)| *at).collect();
+            let ids: Vec<Uuid> = touched.iter().map(|case| case.id.as_uuid()).collect();
+            let updated_at: Vec<DateTime<Utc>> = touched.iter().map(|case| case.updated_at).collect();
+            let reopened: Vec<bool> = touched.iter().map(|case| case.reopened).collect();
             sqlx::query(
-                "UPDATE cases AS c SET updated_at = GREATEST(c.updated_at, u.updated_at) \
-                 FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, updated_at) \
+                "UPDATE cases AS c SET updated_at = GREATEST(c.updated_at, u.updated_at), \
+                    status = CASE WHEN u.reopened THEN 'open' ELSE c.status END, \
+                    resolved_at = CASE WHEN u.reopened THEN NULL ELSE c.resolved_at END, \
+                    outcome = CASE WHEN u.reopened THEN NULL ELSE c.outcome END, \
+                    reopened_count = c.reopened_count + u.reopened::int \
+                 FROM unnest($1::uuid[], $2::timestamptz[], $3::bool[]) AS u(id, updated_at, reopened) \
                  WHERE c.id = u.id",
             )
             .bind(&ids)
             .bind(&updated_at)
+            .bind(&reopened)
             .execute(&mut **tx)
             .await
             .map_err(CasesError::database("update cases"))?;
+        }
+        if !plan.history.is_empty() {
+            insert_history(tx, &plan.history).await?;
         }
 
         if !plan.contacts.is_empty() {
@@ -247,13 +289,14 @@ impl PgCasesStore {
             let needs: Vec<&str> = contacts.iter().map(|row| row.needs.as_str()).collect();
             let origins: Vec<&str> = contacts.iter().map(|row| row.origin.as_str()).collect();
             let received_at: Vec<DateTime<Utc>> = contacts.iter().map(|row| row.received_at).collect();
+            let repeat: Vec<bool> = contacts.iter().map(|row| row.repeat_contact).collect();
             sqlx::query(
-                "INSERT INTO contacts (id, reference, customer_id, case_id, channel, service, summary, details, needs, origin, received_at, stored_at) \
+                "INSERT INTO contacts (id, reference, customer_id, case_id, channel, service, summary, details, needs, origin, received_at, stored_at, repeat_contact) \
                  SELECT u.id, u.reference, u.customer_id, u.case_id, u.channel, u.service, u.summary, \
-                        u.details::jsonb, u.needs::jsonb, u.origin::jsonb, u.received_at, $12 \
+                        u.details::jsonb, u.needs::jsonb, u.origin::jsonb, u.received_at, $12, u.repeat_contact \
                  FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::text[], \
-                             $8::text[], $9::text[], $10::text[], $11::timestamptz[]) \
-                    AS u(id, reference, customer_id, case_id, channel, service, summary, details, needs, origin, received_at)",
+                             $8::text[], $9::text[], $10::text[], $11::timestamptz[], $13::bool[]) \
+                    AS u(id, reference, customer_id, case_id, channel, service, summary, details, needs, origin, received_at, repeat_contact)",
             )
             .bind(&ids)
             .bind(&references)
@@ -267,6 +310,7 @@ impl PgCasesStore {
             .bind(&origins)
             .bind(&received_at)
             .bind(plan.now)
+            .bind(&repeat)
             .execute(&mut **tx)
             .await
             .map_err(CasesError::database("insert contacts"))?;
@@ -282,28 +326,7 @@ impl PgCasesStore {
                 .map_err(CasesError::database("insert inbox"))?;
         }
 
-        let outbox = plan.outbox();
-        if !outbox.is_empty() {
-            let event_ids: Vec<Uuid> = outbox.iter().map(|row| row.event_id.as_uuid()).collect();
-            let event_types: Vec<&str> = outbox.iter().map(|row| row.event_type).collect();
-            let bodies: Vec<&[u8]> = outbox.iter().map(|row| row.body.as_slice()).collect();
-            let traceparents: Vec<Option<&str>> =
-                outbox.iter().map(|row| row.traceparent.as_deref()).collect();
-            sqlx::query(
-                "INSERT INTO outbox (event_id, event_type, body, traceparent, created_at) \
-                 SELECT u.event_id, u.event_type, u.body, u.traceparent, $5 \
-                 FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::text[]) AS u(event_id, event_type, body, traceparent)",
-            )
-            .bind(&event_ids)
-            .bind(&event_types)
-            .bind(&bodies)
-            .bind(&traceparents)
-            .bind(plan.now)
-            .execute(&mut **tx)
-            .await
-            .map_err(CasesError::database("insert outbox"))?;
-        }
-        Ok(())
+        insert_outbox(tx, &plan.outbox()).await
     }
 
     /// Inserts the plan's new cases. A reference that collides with an
@@ -323,9 +346,10 @@ impl PgCasesStore {
             let statuses: Vec<&str> = pending.iter().map(|row| row.status.as_str()).collect();
             let opened_at: Vec<DateTime<Utc>> = pending.iter().map(|row| row.opened_at).collect();
             let updated_at: Vec<DateTime<Utc>> = pending.iter().map(|row| row.updated_at).collect();
+            let due_at: Vec<Option<DateTime<Utc>>> = pending.iter().map(|row| row.due_at).collect();
             let inserted: HashSet<Uuid> = sqlx::query_scalar::<_, Uuid>(
-                "INSERT INTO cases (id, reference, customer_id, service, status, opened_at, updated_at) \
-                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[]) \
+                "INSERT INTO cases (id, reference, customer_id, service, status, opened_at, updated_at, due_at) \
+                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[], $8::timestamptz[]) \
                  ON CONFLICT (reference) DO NOTHING \
                  RETURNING id",
             )
@@ -336,6 +360,7 @@ impl PgCasesStore {
             .bind(&statuses)
             .bind(&opened_at)
             .bind(&updated_at)
+            .bind(&due_at)
             .fetch_all(&mut **tx)
             .await
             .map_err(CasesError::database("insert cases"))?
@@ -450,6 +475,166 @@ fn customer_row(row: &PgRow) -> CasesResult<CustomerRow> {
     })
 }
 
+async fn insert_outbox(tx: &mut Transaction<'static, Postgres>, outbox: &[OutboxRow]) -> CasesResult<()> {
+    if outbox.is_empty() {
+        return Ok(());
+    }
+    let event_ids: Vec<Uuid> = outbox.iter().map(|row| row.event_id.as_uuid()).collect();
+    let event_types: Vec<&str> = outbox.iter().map(|row| row.event_type).collect();
+    let bodies: Vec<&[u8]> = outbox.iter().map(|row| row.body.as_slice()).collect();
+    let traceparents: Vec<Option<&str>> = outbox.iter().map(|row| row.traceparent.as_deref()).collect();
+    let created_at: Vec<DateTime<Utc>> = outbox.iter().map(|row| row.created_at).collect();
+    sqlx::query(
+        "INSERT INTO outbox (event_id, event_type, body, traceparent, created_at) \
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::text[], $5::timestamptz[])",
+    )
+    .bind(&event_ids)
+    .bind(&event_types)
+    .bind(&bodies)
+    .bind(&traceparents)
+    .bind(&created_at)
+    .execute(&mut **tx)
+    .await
+    .map_err(CasesError::database("insert outbox"))?;
+    Ok(())
+}
+
+async fn insert_history(
+    tx: &mut Transaction<'static, Postgres>,
+    history: &[(CaseId, StatusRecord)],
+) -> CasesResult<()> {
+    let ids: Vec<Uuid> = history.iter().map(|_| Uuid::now_v7()).collect();
+    let case_ids: Vec<Uuid> = history.iter().map(|(id, _)| id.as_uuid()).collect();
+    let from: Vec<&str> = history.iter().map(|(_, record)| record.from.as_str()).collect();
+    let to: Vec<&str> = history.iter().map(|(_, record)| record.to.as_str()).collect();
+    let reasons: Vec<&str> = history.iter().map(|(_, record)| record.reason.as_str()).collect();
+    let actors: Vec<&str> = history.iter().map(|(_, record)| record.actor.as_str()).collect();
+    let at: Vec<DateTime<Utc>> = history.iter().map(|(_, record)| record.at).collect();
+    sqlx::query(
+        "INSERT INTO case_history (id, case_id, from_status, to_status, reason, actor, at) \
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[])",
+    )
+    .bind(&ids)
+    .bind(&case_ids)
+    .bind(&from)
+    .bind(&to)
+    .bind(&reasons)
+    .bind(&actors)
+    .bind(&at)
+    .execute(&mut **tx)
+    .await
+    .map_err(CasesError::database("insert case history"))?;
+    Ok(())
+}
+
+/// The case as it stands, locked until the transaction ends.
+async fn current_case(
+    tx: &mut Transaction<'static, Postgres>,
+    id: CaseId,
+) -> CasesResult<Option<CurrentCase>> {
+    let row = sqlx::query(
+        "SELECT c.id, c.reference, c.customer_id, c.service, c.status, c.due_at, c.resolved_at, c.outcome, \
+                c.reopened_count, (SELECT count(*) FROM contacts k WHERE k.case_id = c.id) AS contact_count \
+         FROM cases c WHERE c.id = $1 FOR UPDATE OF c",
+    )
+    .bind(id.as_uuid())
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(CasesError::database("read case for update"))?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let error = || CasesError::database("read case for update");
+    let status: String = row.try_get("status").map_err(error())?;
+    let reopened_count: i32 = row.try_get("reopened_count").map_err(error())?;
+    let contact_count: i64 = row.try_get("contact_count").map_err(error())?;
+    Ok(Some(CurrentCase {
+        id,
+        reference: row.try_get("reference").map_err(error())?,
+        customer_id: CustomerId::from_uuid(row.try_get("customer_id").map_err(error())?),
+        service: row.try_get("service").map_err(error())?,
+        status: CaseStatus::parse(&status).map_err(CasesError::corrupt("cases.status"))?,
+        due_at: row.try_get("due_at").map_err(error())?,
+        resolved_at: row.try_get("resolved_at").map_err(error())?,
+        outcome: row.try_get("outcome").map_err(error())?,
+        reopened_count: u32::try_from(reopened_count).unwrap_or_default(),
+        contact_count: u32::try_from(contact_count).unwrap_or(u32::MAX),
+    }))
+}
+
+async fn write_status_update(
+    tx: &mut Transaction<'static, Postgres>,
+    id: CaseId,
+    update: StatusUpdate,
+) -> CasesResult<()> {
+    sqlx::query(
+        "UPDATE cases SET status = $2, resolved_at = $3, outcome = $4, reopened_count = $5 WHERE id = $1",
+    )
+    .bind(id.as_uuid())
+    .bind(update.status.as_str())
+    .bind(update.resolved_at)
+    .bind(update.outcome.as_deref())
+    .bind(i32::try_from(update.reopened_count).unwrap_or(i32::MAX))
+    .execute(&mut **tx)
+    .await
+    .map_err(CasesError::database("update case status"))?;
+    insert_history(tx, &[(id, update.record)]).await?;
+    insert_outbox(tx, &[update.event]).await
+}
+
+/// Applies the waiting outcomes of `contact_ids` that are stored: each moves
+/// its case as its disposition says, then is marked applied.
+async fn apply_pending_outcomes(
+    tx: &mut Transaction<'static, Postgres>,
+    contact_ids: &[Uuid],
+    now: DateTime<Utc>,
+) -> CasesResult<()> {
+    if contact_ids.is_empty() {
+        return Ok(());
+    }
+    let pending = sqlx::query(
+        "SELECT o.contact_id, o.disposition, k.case_id \
+         FROM contact_outcomes o JOIN contacts k ON k.id = o.contact_id \
+         WHERE o.contact_id = ANY($1) AND NOT o.applied \
+         ORDER BY k.case_id, o.completed_at",
+    )
+    .bind(contact_ids)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(CasesError::database("look up waiting outcomes"))?;
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let mut applied = Vec::with_capacity(pending.len());
+    for row in pending {
+        let error = || CasesError::database("read waiting outcomes");
+        let contact_id: Uuid = row.try_get("contact_id").map_err(error())?;
+        let disposition: String = row.try_get("disposition").map_err(error())?;
+        let case_id = CaseId::from_uuid(row.try_get("case_id").map_err(error())?);
+        applied.push(contact_id);
+        let Some(current) = current_case(tx, case_id).await? else {
+            continue;
+        };
+        if let Some(to) = status_after(current.status, &disposition) {
+            let update = plan_status_change(
+                &current,
+                to,
+                format!("wrap-up disposition: {disposition}"),
+                ACTOR_ROUTING.to_owned(),
+                Some(&disposition),
+                now,
+            );
+            write_status_update(tx, case_id, update).await?;
+        }
+    }
+    sqlx::query("UPDATE contact_outcomes SET applied = true WHERE contact_id = ANY($1)")
+        .bind(&applied)
+        .execute(&mut **tx)
+        .await
+        .map_err(CasesError::database("mark outcomes applied"))?;
+    Ok(())
+}
+
 fn stored_case(row: &PgRow) -> CasesResult<StoredCase> {
     let error = || CasesError::database("read case");
     Ok(StoredCase {
@@ -460,6 +645,10 @@ fn stored_case(row: &PgRow) -> CasesResult<StoredCase> {
         status: row.try_get("status").map_err(error())?,
         opened_at: row.try_get("opened_at").map_err(error())?,
         updated_at: row.try_get("updated_at").map_err(error())?,
+        due_at: row.try_get("due_at").map_err(error())?,
+        resolved_at: row.try_get("resolved_at").map_err(error())?,
+        outcome: row.try_get("outcome").map_err(error())?,
+        reopened_count: i64::from(row.try_get::<i32, _>("reopened_count").map_err(error())?),
     })
 }
 
@@ -478,6 +667,15 @@ fn contact(row: &PgRow) -> CasesResult<Contact> {
         origin: row.try_get("origin").map_err(error())?,
         received_at: row.try_get("received_at").map_err(error())?,
         stored_at: row.try_get("stored_at").map_err(error())?,
+        repeat_contact: row.try_get("repeat_contact").map_err(error())?,
+        outcome: match row.try_get::<Option<String>, _>("disposition").map_err(error())? {
+            Some(disposition) => Some(ContactOutcome {
+                disposition,
+                partner: row.try_get("partner").map_err(error())?,
+                completed_at: row.try_get("completed_at").map_err(error())?,
+            }),
+            None => None,
+        },
     }
     .into_contact()
 }
@@ -505,28 +703,27 @@ impl CasesStore for PgCasesStore {
             .await
             .map_err(CasesError::database("lock identities"))?;
         }
-        let snapshot = Self::snapshot(&mut tx, &keys).await?;
-        let mut plan = plan::plan_batch(batch, snapshot, Utc::now())?;
+        let now = Utc::now();
+        let snapshot = Self::snapshot(&mut tx, &keys, now - self.rules.follow_up_window()).await?;
+        let mut plan = plan::plan_batch(batch, snapshot, &self.rules, now)?;
         if plan.is_empty() {
             // Every event was applied before: nothing to write.
             tx.rollback().await.map_err(CasesError::database("rollback"))?;
             return Ok(plan.outcomes);
         }
         Self::write(&mut tx, &mut plan).await?;
+        let stored: Vec<Uuid> = plan.contacts.iter().map(|row| row.id.as_uuid()).collect();
+        apply_pending_outcomes(&mut tx, &stored, plan.now).await?;
         tx.commit().await.map_err(CasesError::database("commit"))?;
         Ok(plan.outcomes)
     }
 
     async fn get_contact(&self, id: ContactId) -> CasesResult<Option<Contact>> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            contact_columns!(),
-            " FROM contacts WHERE id = $1"
-        ))
-        .bind(id.as_uuid())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(CasesError::database("get contact"))?;
+        let row = sqlx::query(concat!(contact_select!(), " WHERE k.id = $1"))
+            .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(CasesError::database("get contact"))?;
         row.as_ref().map(contact).transpose()
     }
 
@@ -618,15 +815,11 @@ impl CasesStore for PgCasesStore {
             .collect();
         let mut contacts = HashMap::new();
         if !contact_ids.is_empty() {
-            let rows = sqlx::query(concat!(
-                "SELECT ",
-                contact_columns!(),
-                " FROM contacts WHERE id = ANY($1)"
-            ))
-            .bind(&contact_ids)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(CasesError::database("read timeline contacts"))?;
+            let rows = sqlx::query(concat!(contact_select!(), " WHERE k.id = ANY($1)"))
+                .bind(&contact_ids)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(CasesError::database("read timeline contacts"))?;
             for row in &rows {
                 let contact = contact(row)?;
                 contacts.insert(contact.id.as_uuid(), contact);
@@ -681,6 +874,21 @@ impl CasesStore for PgCasesStore {
                 .push_bind(fold_name(name.as_str()))
                 .push(") > 0");
         }
+        match &search.reference {
+            Some(QuotedReference::Case(reference)) => {
+                query
+                    .push(" AND id IN (SELECT customer_id FROM cases WHERE reference = ")
+                    .push_bind(reference.as_str().to_owned())
+                    .push(")");
+            }
+            Some(QuotedReference::Contact(reference)) => {
+                query
+                    .push(" AND id IN (SELECT customer_id FROM contacts WHERE reference = ")
+                    .push_bind(reference.as_str().to_owned())
+                    .push(")");
+            }
+            None => {}
+        }
         query
             .push(" ORDER BY created_at, id LIMIT ")
             .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
@@ -692,6 +900,184 @@ impl CasesStore for PgCasesStore {
             .iter()
             .map(|row| customer_row(row)?.into_customer())
             .collect()
+    }
+
+    async fn case_detail(&self, key: &CaseKey) -> CasesResult<Option<CaseDetail>> {
+        let Some(case) = self.get_case(key).await? else {
+            return Ok(None);
+        };
+        let notes = sqlx::query(
+            "SELECT id, case_id, author, body, created_at FROM case_notes WHERE case_id = $1 ORDER BY created_at, id",
+        )
+        .bind(case.id.as_uuid())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(CasesError::database("read case notes"))?
+        .iter()
+        .map(|row| {
+            let error = || CasesError::database("read case notes");
+            Ok(CaseNote {
+                id: row.try_get("id").map_err(error())?,
+                case_id: CaseId::from_uuid(row.try_get("case_id").map_err(error())?),
+                author: row.try_get("author").map_err(error())?,
+                text: row.try_get("body").map_err(error())?,
+                created_at: row.try_get("created_at").map_err(error())?,
+            })
+        })
+        .collect::<CasesResult<Vec<_>>>()?;
+        let history = sqlx::query(
+            "SELECT from_status, to_status, reason, actor, at FROM case_history WHERE case_id = $1 ORDER BY at, id",
+        )
+        .bind(case.id.as_uuid())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(CasesError::database("read case history"))?
+        .iter()
+        .map(|row| {
+            let error = || CasesError::database("read case history");
+            let status = |column: &str| -> CasesResult<CaseStatus> {
+                let text: String = row.try_get(column).map_err(error())?;
+                CaseStatus::parse(&text).map_err(CasesError::corrupt("case_history.status"))
+            };
+            Ok(StatusRecord {
+                from: status("from_status")?,
+                to: status("to_status")?,
+                reason: row.try_get("reason").map_err(error())?,
+                actor: row.try_get("actor").map_err(error())?,
+                at: row.try_get("at").map_err(error())?,
+            })
+        })
+        .collect::<CasesResult<Vec<_>>>()?;
+        Ok(Some(CaseDetail { case, notes, history }))
+    }
+
+    #[tracing::instrument(name = "cases.change_case_status", skip_all, fields(case_id = %change.case_id))]
+    async fn change_case_status(&self, change: &StatusChange) -> CasesResult<Option<CaseDetail>> {
+        let mut tx = self.pool.begin().await.map_err(CasesError::database("begin"))?;
+        let Some(current) = current_case(&mut tx, change.case_id).await? else {
+            return Ok(None);
+        };
+        check_transition(current.status, change.to)?;
+        if is_reopen(current.status, change.to) {
+            let other: Option<String> = sqlx::query_scalar(
+                "SELECT reference FROM cases WHERE customer_id = $1 AND service = $2 AND id <> $3 \
+                   AND status IN ('open', 'waiting_on_resident', 'waiting_on_council')",
+            )
+            .bind(current.customer_id.as_uuid())
+            .bind(&current.service)
+            .bind(current.id.as_uuid())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(CasesError::database("look up other open case"))?;
+            if let Some(reference) = other {
+                return Err(CasesError::AnotherOpenCase { reference });
+            }
+        }
+        let update = plan_status_change(
+            &current,
+            change.to,
+            change.reason.clone(),
+            change.actor.clone(),
+            None,
+            Utc::now(),
+        );
+        write_status_update(&mut tx, change.case_id, update).await?;
+        tx.commit().await.map_err(CasesError::database("commit"))?;
+        self.case_detail(&CaseKey::Id(change.case_id)).await
+    }
+
+    async fn add_case_note(
+        &self,
+        case_id: CaseId,
+        author: &str,
+        text: &str,
+    ) -> CasesResult<Option<CaseNote>> {
+        let note = CaseNote {
+            id: Uuid::now_v7(),
+            case_id,
+            author: author.to_owned(),
+            text: text.to_owned(),
+            created_at: to_micros(Utc::now()),
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO case_notes (id, case_id, author, body, created_at) \
+             SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM cases WHERE id = $2)",
+        )
+        .bind(note.id)
+        .bind(case_id.as_uuid())
+        .bind(&note.author)
+        .bind(&note.text)
+        .bind(note.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(CasesError::database("insert case note"))?;
+        Ok((inserted.rows_affected() == 1).then_some(note))
+    }
+
+    #[tracing::instrument(name = "cases.apply_outcomes", skip_all, fields(batch = batch.len()))]
+    async fn apply_outcomes(&self, batch: &[IncomingOutcome]) -> CasesResult<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let now = to_micros(Utc::now());
+        let mut tx = self.pool.begin().await.map_err(CasesError::database("begin"))?;
+        let event_ids: Vec<Uuid> = batch.iter().map(|outcome| outcome.event_id.as_uuid()).collect();
+        let seen: HashSet<Uuid> =
+            sqlx::query_scalar::<_, Uuid>("SELECT event_id FROM inbox WHERE event_id = ANY($1)")
+                .bind(&event_ids)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(CasesError::database("look up applied events"))?
+                .into_iter()
+                .collect();
+        let mut new_events = HashSet::new();
+        let fresh: Vec<&IncomingOutcome> = batch
+            .iter()
+            .filter(|outcome| {
+                !seen.contains(&outcome.event_id.as_uuid()) && new_events.insert(outcome.event_id.as_uuid())
+            })
+            .collect();
+        if fresh.is_empty() {
+            tx.rollback().await.map_err(CasesError::database("rollback"))?;
+            return Ok(());
+        }
+        let contact_ids: Vec<Uuid> = fresh.iter().map(|outcome| outcome.contact_id.as_uuid()).collect();
+        let dispositions: Vec<&str> = fresh
+            .iter()
+            .map(|outcome| outcome.outcome.disposition.as_str())
+            .collect();
+        let partners: Vec<Option<&str>> = fresh
+            .iter()
+            .map(|outcome| outcome.outcome.partner.as_deref())
+            .collect();
+        let completed_at: Vec<DateTime<Utc>> = fresh
+            .iter()
+            .map(|outcome| to_micros(outcome.outcome.completed_at))
+            .collect();
+        sqlx::query(
+            "INSERT INTO contact_outcomes (contact_id, disposition, partner, completed_at, applied) \
+             SELECT u.contact_id, u.disposition, u.partner, u.completed_at, false \
+             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[]) \
+                AS u(contact_id, disposition, partner, completed_at) \
+             ON CONFLICT (contact_id) DO NOTHING",
+        )
+        .bind(&contact_ids)
+        .bind(&dispositions)
+        .bind(&partners)
+        .bind(&completed_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(CasesError::database("insert contact outcomes"))?;
+        let fresh_ids: Vec<Uuid> = fresh.iter().map(|outcome| outcome.event_id.as_uuid()).collect();
+        sqlx::query("INSERT INTO inbox (event_id, processed_at) SELECT unnest($1::uuid[]), $2")
+            .bind(&fresh_ids)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(CasesError::database("insert inbox"))?;
+        apply_pending_outcomes(&mut tx, &contact_ids, now).await?;
+        tx.commit().await.map_err(CasesError::database("commit"))?;
+        Ok(())
     }
 
     async fn check(&self) -> CasesResult<()> {

@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,11 +25,18 @@ use switchboard_domain::{CaseId, ContactId, CustomerId, EventId};
 use uuid::Uuid;
 
 use crate::error::{CasesError, CasesResult};
-use crate::model::{
-    ApplyOutcome, Case, CaseKey, Contact, Customer, CustomerSearch, EntryKind, IncomingContact, PageToken,
-    SEARCH_PAGE_MAX, TIMELINE_PAGE_MAX, Timeline, fold_name,
+use crate::lifecycle::{
+    ACTOR_ROUTING, CaseNote, CaseRules, ContactOutcome, CurrentCase, IncomingOutcome, StatusChange,
+    StatusRecord, StatusUpdate, check_transition, is_reopen, plan_status_change, status_after,
 };
-use crate::plan::{self, BatchPlan, CustomerRow, LookupKeys, OpenCaseRow, REFERENCE_ATTEMPTS, Snapshot};
+use crate::model::{
+    ApplyOutcome, Case, CaseDetail, CaseKey, CaseStatus, Contact, Customer, CustomerSearch, EntryKind,
+    IncomingContact, PageToken, QuotedReference, SEARCH_PAGE_MAX, TIMELINE_PAGE_MAX, Timeline, fold_name,
+    to_micros,
+};
+use crate::plan::{
+    self, BatchPlan, CustomerRow, LookupKeys, OpenCaseRow, OutboxRow, REFERENCE_ATTEMPTS, Snapshot,
+};
 use crate::store::{CasesStore, StoredCase, StoredContact, assemble_timeline, clamp_page};
 
 /// The store's file in the data dir.
@@ -43,12 +51,17 @@ macro_rules! customer_columns {
 }
 macro_rules! case_columns {
     () => {
-        "id, reference, customer_id, service, status, opened_at, updated_at"
+        "id, reference, customer_id, service, status, opened_at, updated_at, \
+         due_at, resolved_at, outcome, reopened_count"
     };
 }
-macro_rules! contact_columns {
+/// Contacts with their outcome; conditions follow on `k` (the contact).
+macro_rules! contact_select {
     () => {
-        "id, reference, customer_id, case_id, channel, service, summary, details, needs, origin, received_at, stored_at"
+        "SELECT k.id, k.reference, k.customer_id, k.case_id, k.channel, k.service, k.summary, \
+                k.details, k.needs, k.origin, k.received_at, k.stored_at, k.repeat_contact, \
+                o.disposition, o.partner, o.completed_at \
+         FROM contacts k LEFT JOIN contact_outcomes o ON o.contact_id = k.id"
     };
 }
 
@@ -56,6 +69,7 @@ macro_rules! contact_columns {
 #[derive(Debug, Clone)]
 pub struct SqliteCasesStore {
     pool: SqlitePool,
+    rules: Arc<CaseRules>,
 }
 
 impl SqliteCasesStore {
@@ -96,14 +110,28 @@ impl SqliteCasesStore {
             .run(&pool)
             .await
             .map_err(CasesError::Migrate)?;
-        Ok(SqliteCasesStore { pool })
+        Ok(SqliteCasesStore {
+            pool,
+            rules: Arc::new(CaseRules::embedded()),
+        })
+    }
+
+    /// The same store following `rules` (the council's catalogue, calendar
+    /// and follow-up window) instead of the shipped ones.
+    pub fn with_rules(mut self, rules: CaseRules) -> Self {
+        self.rules = Arc::new(rules);
+        self
     }
 
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
 
-    async fn snapshot(tx: &mut Transaction<'static, Sqlite>, keys: &LookupKeys) -> CasesResult<Snapshot> {
+    async fn snapshot(
+        tx: &mut Transaction<'static, Sqlite>,
+        keys: &LookupKeys,
+        resolved_since: DateTime<Utc>,
+    ) -> CasesResult<Snapshot> {
         let mut snapshot = Snapshot::default();
         let event_ids = json_ids(keys.event_ids.iter().map(EventId::as_uuid));
         let applied: Vec<String> = sqlx::query_scalar(
@@ -154,26 +182,31 @@ impl SqliteCasesStore {
 
         let customer_ids = json_ids(snapshot.customers.iter().map(|row| row.id.as_uuid()));
         let rows = sqlx::query(
-            "SELECT c.id, c.reference, c.customer_id, c.service, c.opened_at, c.updated_at, \
-                    (SELECT count(*) FROM contacts k WHERE k.case_id = c.id) AS contact_count \
+            "SELECT c.id, c.reference, c.customer_id, c.service, c.status, c.opened_at, c.updated_at, \
+                    c.resolved_at, (SELECT count(*) FROM contacts k WHERE k.case_id = c.id) AS contact_count \
              FROM cases c \
              WHERE c.customer_id IN (SELECT value FROM json_each(?1)) \
-               AND c.status IN ('open', 'waiting_on_resident', 'waiting_on_council')",
+               AND (c.status IN ('open', 'waiting_on_resident', 'waiting_on_council') \
+                    OR (c.status = 'resolved' AND c.resolved_at >= ?2))",
         )
         .bind(customer_ids)
+        .bind(micros(resolved_since))
         .fetch_all(&mut **tx)
         .await
         .map_err(CasesError::database("look up open cases"))?;
         for row in rows {
             let error = || CasesError::database("read open cases");
             let contact_count: i64 = row.try_get("contact_count").map_err(error())?;
+            let status: String = row.try_get("status").map_err(error())?;
             snapshot.open_cases.push(OpenCaseRow {
                 id: CaseId::from_uuid(uuid_column(&row, "id")?),
                 reference: row.try_get("reference").map_err(error())?,
                 customer_id: CustomerId::from_uuid(uuid_column(&row, "customer_id")?),
                 service: row.try_get("service").map_err(error())?,
+                status: CaseStatus::parse(&status).map_err(CasesError::corrupt("cases.status"))?,
                 opened_at: time_column(&row, "opened_at")?,
                 updated_at: time_column(&row, "updated_at")?,
+                resolved_at: optional_time_column(&row, "resolved_at")?,
                 contact_count: u32::try_from(contact_count).unwrap_or(u32::MAX),
             });
         }
@@ -229,19 +262,28 @@ impl SqliteCasesStore {
 
         Self::insert_cases(tx, plan).await?;
 
-        for (id, updated_at) in plan.touched_cases() {
-            sqlx::query("UPDATE cases SET updated_at = max(updated_at, ?2) WHERE id = ?1")
-                .bind(text_id(id.as_uuid()))
-                .bind(micros(updated_at))
-                .execute(&mut **tx)
-                .await
-                .map_err(CasesError::database("update case"))?;
+        for case in plan.touched_cases() {
+            sqlx::query(
+                "UPDATE cases SET updated_at = max(updated_at, ?2), \
+                    status = CASE WHEN ?3 THEN 'open' ELSE status END, \
+                    resolved_at = CASE WHEN ?3 THEN NULL ELSE resolved_at END, \
+                    outcome = CASE WHEN ?3 THEN NULL ELSE outcome END, \
+                    reopened_count = reopened_count + ?3 \
+                 WHERE id = ?1",
+            )
+            .bind(text_id(case.id.as_uuid()))
+            .bind(micros(case.updated_at))
+            .bind(case.reopened)
+            .execute(&mut **tx)
+            .await
+            .map_err(CasesError::database("update case"))?;
         }
+        insert_history(tx, &plan.history).await?;
 
         for row in &plan.contacts {
             sqlx::query(
-                "INSERT INTO contacts (id, reference, customer_id, case_id, channel, service, summary, details, needs, origin, received_at, stored_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                "INSERT INTO contacts (id, reference, customer_id, case_id, channel, service, summary, details, needs, origin, received_at, stored_at, repeat_contact) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )
             .bind(text_id(row.id.as_uuid()))
             .bind(row.reference.as_str())
@@ -255,6 +297,7 @@ impl SqliteCasesStore {
             .bind(row.origin.as_str())
             .bind(micros(row.received_at))
             .bind(micros(row.stored_at))
+            .bind(row.repeat_contact)
             .execute(&mut **tx)
             .await
             .map_err(CasesError::database("insert contact"))?;
@@ -269,18 +312,7 @@ impl SqliteCasesStore {
                 .map_err(CasesError::database("insert inbox"))?;
         }
 
-        for row in plan.outbox() {
-            sqlx::query("INSERT INTO outbox (event_id, event_type, body, traceparent, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")
-                .bind(text_id(row.event_id.as_uuid()))
-                .bind(row.event_type)
-                .bind(row.body)
-                .bind(row.traceparent)
-                .bind(micros(row.created_at))
-                .execute(&mut **tx)
-                .await
-                .map_err(CasesError::database("insert outbox"))?;
-        }
-        Ok(())
+        insert_outbox(tx, plan.outbox()).await
     }
 
     /// Inserts the plan's new cases, regenerating a reference that collides
@@ -291,8 +323,8 @@ impl SqliteCasesStore {
             let mut inserted = false;
             for _attempt in 0..REFERENCE_ATTEMPTS {
                 let result = sqlx::query(
-                    "INSERT INTO cases (id, reference, customer_id, service, status, opened_at, updated_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                    "INSERT INTO cases (id, reference, customer_id, service, status, opened_at, updated_at, due_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
                      ON CONFLICT (reference) DO NOTHING",
                 )
                 .bind(text_id(case.id.as_uuid()))
@@ -302,6 +334,7 @@ impl SqliteCasesStore {
                 .bind(case.status.as_str())
                 .bind(micros(case.opened_at))
                 .bind(micros(case.updated_at))
+                .bind(case.due_at.map(micros))
                 .execute(&mut **tx)
                 .await
                 .map_err(CasesError::database("insert case"))?;
@@ -397,6 +430,156 @@ fn time_column(row: &SqliteRow, column: &'static str) -> CasesResult<DateTime<Ut
     })
 }
 
+fn optional_time_column(row: &SqliteRow, column: &'static str) -> CasesResult<Option<DateTime<Utc>>> {
+    let value: Option<i64> = row.try_get(column).map_err(CasesError::database("read row"))?;
+    value
+        .map(|value| {
+            DateTime::from_timestamp_micros(value).ok_or(CasesError::Corrupt {
+                column,
+                reason: "time out of range".to_owned(),
+            })
+        })
+        .transpose()
+}
+
+async fn insert_outbox(tx: &mut Transaction<'static, Sqlite>, outbox: Vec<OutboxRow>) -> CasesResult<()> {
+    for row in outbox {
+        sqlx::query(
+            "INSERT INTO outbox (event_id, event_type, body, traceparent, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(text_id(row.event_id.as_uuid()))
+        .bind(row.event_type)
+        .bind(row.body)
+        .bind(row.traceparent)
+        .bind(micros(row.created_at))
+        .execute(&mut **tx)
+        .await
+        .map_err(CasesError::database("insert outbox"))?;
+    }
+    Ok(())
+}
+
+async fn insert_history(
+    tx: &mut Transaction<'static, Sqlite>,
+    history: &[(CaseId, StatusRecord)],
+) -> CasesResult<()> {
+    for (case_id, record) in history {
+        sqlx::query(
+            "INSERT INTO case_history (id, case_id, from_status, to_status, reason, actor, at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .bind(text_id(Uuid::now_v7()))
+        .bind(text_id(case_id.as_uuid()))
+        .bind(record.from.as_str())
+        .bind(record.to.as_str())
+        .bind(record.reason.as_str())
+        .bind(record.actor.as_str())
+        .bind(micros(record.at))
+        .execute(&mut **tx)
+        .await
+        .map_err(CasesError::database("insert case history"))?;
+    }
+    Ok(())
+}
+
+/// The case as it stands. The transaction began with `BEGIN IMMEDIATE`, so
+/// nobody else writes until it ends.
+async fn current_case(tx: &mut Transaction<'static, Sqlite>, id: CaseId) -> CasesResult<Option<CurrentCase>> {
+    let row = sqlx::query(
+        "SELECT c.id, c.reference, c.customer_id, c.service, c.status, c.due_at, c.resolved_at, c.outcome, \
+                c.reopened_count, (SELECT count(*) FROM contacts k WHERE k.case_id = c.id) AS contact_count \
+         FROM cases c WHERE c.id = ?1",
+    )
+    .bind(text_id(id.as_uuid()))
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(CasesError::database("read case for update"))?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let error = || CasesError::database("read case for update");
+    let status: String = row.try_get("status").map_err(error())?;
+    let reopened_count: i64 = row.try_get("reopened_count").map_err(error())?;
+    let contact_count: i64 = row.try_get("contact_count").map_err(error())?;
+    Ok(Some(CurrentCase {
+        id,
+        reference: row.try_get("reference").map_err(error())?,
+        customer_id: CustomerId::from_uuid(uuid_column(&row, "customer_id")?),
+        service: row.try_get("service").map_err(error())?,
+        status: CaseStatus::parse(&status).map_err(CasesError::corrupt("cases.status"))?,
+        due_at: optional_time_column(&row, "due_at")?,
+        resolved_at: optional_time_column(&row, "resolved_at")?,
+        outcome: row.try_get("outcome").map_err(error())?,
+        reopened_count: u32::try_from(reopened_count).unwrap_or_default(),
+        contact_count: u32::try_from(contact_count).unwrap_or(u32::MAX),
+    }))
+}
+
+async fn write_status_update(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: CaseId,
+    update: StatusUpdate,
+) -> CasesResult<()> {
+    sqlx::query(
+        "UPDATE cases SET status = ?2, resolved_at = ?3, outcome = ?4, reopened_count = ?5 WHERE id = ?1",
+    )
+    .bind(text_id(id.as_uuid()))
+    .bind(update.status.as_str())
+    .bind(update.resolved_at.map(micros))
+    .bind(update.outcome.as_deref())
+    .bind(i64::from(update.reopened_count))
+    .execute(&mut **tx)
+    .await
+    .map_err(CasesError::database("update case status"))?;
+    insert_history(tx, &[(id, update.record)]).await?;
+    insert_outbox(tx, vec![update.event]).await
+}
+
+/// Applies the waiting outcomes of `contact_ids` that are stored (see the
+/// PostgreSQL store).
+async fn apply_pending_outcomes(
+    tx: &mut Transaction<'static, Sqlite>,
+    contact_ids: String,
+    now: DateTime<Utc>,
+) -> CasesResult<()> {
+    let pending = sqlx::query(
+        "SELECT o.contact_id, o.disposition, k.case_id \
+         FROM contact_outcomes o JOIN contacts k ON k.id = o.contact_id \
+         WHERE o.contact_id IN (SELECT value FROM json_each(?1)) AND o.applied = 0 \
+         ORDER BY k.case_id, o.completed_at",
+    )
+    .bind(contact_ids)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(CasesError::database("look up waiting outcomes"))?;
+    for row in pending {
+        let contact_id = uuid_column(&row, "contact_id")?;
+        let disposition: String = row
+            .try_get("disposition")
+            .map_err(CasesError::database("read waiting outcomes"))?;
+        let case_id = CaseId::from_uuid(uuid_column(&row, "case_id")?);
+        if let Some(current) = current_case(tx, case_id).await?
+            && let Some(to) = status_after(current.status, &disposition)
+        {
+            let update = plan_status_change(
+                &current,
+                to,
+                format!("wrap-up disposition: {disposition}"),
+                ACTOR_ROUTING.to_owned(),
+                Some(&disposition),
+                now,
+            );
+            write_status_update(tx, case_id, update).await?;
+        }
+        sqlx::query("UPDATE contact_outcomes SET applied = 1 WHERE contact_id = ?1")
+            .bind(text_id(contact_id))
+            .execute(&mut **tx)
+            .await
+            .map_err(CasesError::database("mark outcome applied"))?;
+    }
+    Ok(())
+}
+
 fn customer_row(row: &SqliteRow) -> CasesResult<CustomerRow> {
     let read = |column: &str| -> CasesResult<Option<String>> {
         row.try_get(column).map_err(CasesError::database("read customer"))
@@ -423,6 +606,10 @@ fn stored_case(row: &SqliteRow) -> CasesResult<StoredCase> {
         status: row.try_get("status").map_err(error())?,
         opened_at: time_column(row, "opened_at")?,
         updated_at: time_column(row, "updated_at")?,
+        due_at: optional_time_column(row, "due_at")?,
+        resolved_at: optional_time_column(row, "resolved_at")?,
+        outcome: row.try_get("outcome").map_err(error())?,
+        reopened_count: row.try_get("reopened_count").map_err(error())?,
     })
 }
 
@@ -441,6 +628,15 @@ fn contact(row: &SqliteRow) -> CasesResult<Contact> {
         origin: row.try_get("origin").map_err(error())?,
         received_at: time_column(row, "received_at")?,
         stored_at: time_column(row, "stored_at")?,
+        repeat_contact: row.try_get("repeat_contact").map_err(error())?,
+        outcome: match row.try_get::<Option<String>, _>("disposition").map_err(error())? {
+            Some(disposition) => Some(ContactOutcome {
+                disposition,
+                partner: row.try_get("partner").map_err(error())?,
+                completed_at: time_column(row, "completed_at")?,
+            }),
+            None => None,
+        },
     }
     .into_contact()
 }
@@ -458,27 +654,26 @@ impl CasesStore for SqliteCasesStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(CasesError::database("begin"))?;
-        let snapshot = Self::snapshot(&mut tx, &keys).await?;
-        let mut plan = plan::plan_batch(batch, snapshot, Utc::now())?;
+        let now = Utc::now();
+        let snapshot = Self::snapshot(&mut tx, &keys, now - self.rules.follow_up_window()).await?;
+        let mut plan = plan::plan_batch(batch, snapshot, &self.rules, now)?;
         if plan.is_empty() {
             tx.rollback().await.map_err(CasesError::database("rollback"))?;
             return Ok(plan.outcomes);
         }
         Self::write(&mut tx, &mut plan).await?;
+        let stored = json_ids(plan.contacts.iter().map(|row| row.id.as_uuid()));
+        apply_pending_outcomes(&mut tx, stored, plan.now).await?;
         tx.commit().await.map_err(CasesError::database("commit"))?;
         Ok(plan.outcomes)
     }
 
     async fn get_contact(&self, id: ContactId) -> CasesResult<Option<Contact>> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            contact_columns!(),
-            " FROM contacts WHERE id = ?1"
-        ))
-        .bind(text_id(id.as_uuid()))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(CasesError::database("get contact"))?;
+        let row = sqlx::query(concat!(contact_select!(), " WHERE k.id = ?1"))
+            .bind(text_id(id.as_uuid()))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(CasesError::database("get contact"))?;
         row.as_ref().map(contact).transpose()
     }
 
@@ -570,9 +765,8 @@ impl CasesStore for SqliteCasesStore {
         );
         let mut contacts = HashMap::new();
         let rows = sqlx::query(concat!(
-            "SELECT ",
-            contact_columns!(),
-            " FROM contacts WHERE id IN (SELECT value FROM json_each(?1))"
+            contact_select!(),
+            " WHERE k.id IN (SELECT value FROM json_each(?1))"
         ))
         .bind(contact_ids)
         .fetch_all(&self.pool)
@@ -624,6 +818,21 @@ impl CasesStore for SqliteCasesStore {
                 .push_bind(fold_name(name.as_str()))
                 .push(") > 0");
         }
+        match &search.reference {
+            Some(QuotedReference::Case(reference)) => {
+                query
+                    .push(" AND id IN (SELECT customer_id FROM cases WHERE reference = ")
+                    .push_bind(reference.as_str().to_owned())
+                    .push(")");
+            }
+            Some(QuotedReference::Contact(reference)) => {
+                query
+                    .push(" AND id IN (SELECT customer_id FROM contacts WHERE reference = ")
+                    .push_bind(reference.as_str().to_owned())
+                    .push(")");
+            }
+            None => {}
+        }
         query
             .push(" ORDER BY created_at, id LIMIT ")
             .push_bind(i64::try_from(limit).unwrap_or(i64::MAX));
@@ -635,6 +844,175 @@ impl CasesStore for SqliteCasesStore {
             .iter()
             .map(|row| customer_row(row)?.into_customer())
             .collect()
+    }
+
+    async fn case_detail(&self, key: &CaseKey) -> CasesResult<Option<CaseDetail>> {
+        let Some(case) = self.get_case(key).await? else {
+            return Ok(None);
+        };
+        let case_id = text_id(case.id.as_uuid());
+        let notes = sqlx::query(
+            "SELECT id, case_id, author, body, created_at FROM case_notes WHERE case_id = ?1 ORDER BY created_at, id",
+        )
+        .bind(&case_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(CasesError::database("read case notes"))?
+        .iter()
+        .map(|row| {
+            let error = || CasesError::database("read case notes");
+            Ok(CaseNote {
+                id: uuid_column(row, "id")?,
+                case_id: CaseId::from_uuid(uuid_column(row, "case_id")?),
+                author: row.try_get("author").map_err(error())?,
+                text: row.try_get("body").map_err(error())?,
+                created_at: time_column(row, "created_at")?,
+            })
+        })
+        .collect::<CasesResult<Vec<_>>>()?;
+        let history = sqlx::query(
+            "SELECT from_status, to_status, reason, actor, at FROM case_history WHERE case_id = ?1 ORDER BY at, id",
+        )
+        .bind(&case_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(CasesError::database("read case history"))?
+        .iter()
+        .map(|row| {
+            let error = || CasesError::database("read case history");
+            let status = |column: &str| -> CasesResult<CaseStatus> {
+                let text: String = row.try_get(column).map_err(error())?;
+                CaseStatus::parse(&text).map_err(CasesError::corrupt("case_history.status"))
+            };
+            Ok(StatusRecord {
+                from: status("from_status")?,
+                to: status("to_status")?,
+                reason: row.try_get("reason").map_err(error())?,
+                actor: row.try_get("actor").map_err(error())?,
+                at: time_column(row, "at")?,
+            })
+        })
+        .collect::<CasesResult<Vec<_>>>()?;
+        Ok(Some(CaseDetail { case, notes, history }))
+    }
+
+    #[tracing::instrument(name = "cases.change_case_status", skip_all, fields(case_id = %change.case_id))]
+    async fn change_case_status(&self, change: &StatusChange) -> CasesResult<Option<CaseDetail>> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(CasesError::database("begin"))?;
+        let Some(current) = current_case(&mut tx, change.case_id).await? else {
+            return Ok(None);
+        };
+        check_transition(current.status, change.to)?;
+        if is_reopen(current.status, change.to) {
+            let other: Option<String> = sqlx::query_scalar(
+                "SELECT reference FROM cases WHERE customer_id = ?1 AND service = ?2 AND id <> ?3 \
+                   AND status IN ('open', 'waiting_on_resident', 'waiting_on_council')",
+            )
+            .bind(text_id(current.customer_id.as_uuid()))
+            .bind(&current.service)
+            .bind(text_id(current.id.as_uuid()))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(CasesError::database("look up other open case"))?;
+            if let Some(reference) = other {
+                return Err(CasesError::AnotherOpenCase { reference });
+            }
+        }
+        let update = plan_status_change(
+            &current,
+            change.to,
+            change.reason.clone(),
+            change.actor.clone(),
+            None,
+            Utc::now(),
+        );
+        write_status_update(&mut tx, change.case_id, update).await?;
+        tx.commit().await.map_err(CasesError::database("commit"))?;
+        self.case_detail(&CaseKey::Id(change.case_id)).await
+    }
+
+    async fn add_case_note(
+        &self,
+        case_id: CaseId,
+        author: &str,
+        text: &str,
+    ) -> CasesResult<Option<CaseNote>> {
+        let note = CaseNote {
+            id: Uuid::now_v7(),
+            case_id,
+            author: author.to_owned(),
+            text: text.to_owned(),
+            created_at: to_micros(Utc::now()),
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO case_notes (id, case_id, author, body, created_at) \
+             SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM cases WHERE id = ?2)",
+        )
+        .bind(text_id(note.id))
+        .bind(text_id(case_id.as_uuid()))
+        .bind(&note.author)
+        .bind(&note.text)
+        .bind(micros(note.created_at))
+        .execute(&self.pool)
+        .await
+        .map_err(CasesError::database("insert case note"))?;
+        Ok((inserted.rows_affected() == 1).then_some(note))
+    }
+
+    #[tracing::instrument(name = "cases.apply_outcomes", skip_all, fields(batch = batch.len()))]
+    async fn apply_outcomes(&self, batch: &[IncomingOutcome]) -> CasesResult<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let now = to_micros(Utc::now());
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(CasesError::database("begin"))?;
+        let seen: Vec<String> = sqlx::query_scalar(
+            "SELECT event_id FROM inbox WHERE event_id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(json_ids(batch.iter().map(|outcome| outcome.event_id.as_uuid())))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(CasesError::database("look up applied events"))?;
+        let mut skip: std::collections::HashSet<String> = seen.into_iter().collect();
+        let mut contact_ids = Vec::new();
+        for incoming in batch {
+            if !skip.insert(text_id(incoming.event_id.as_uuid())) {
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO contact_outcomes (contact_id, disposition, partner, completed_at, applied) \
+                 VALUES (?1, ?2, ?3, ?4, 0) ON CONFLICT (contact_id) DO NOTHING",
+            )
+            .bind(text_id(incoming.contact_id.as_uuid()))
+            .bind(&incoming.outcome.disposition)
+            .bind(incoming.outcome.partner.as_deref())
+            .bind(micros(to_micros(incoming.outcome.completed_at)))
+            .execute(&mut *tx)
+            .await
+            .map_err(CasesError::database("insert contact outcome"))?;
+            sqlx::query("INSERT INTO inbox (event_id, processed_at) VALUES (?1, ?2)")
+                .bind(text_id(incoming.event_id.as_uuid()))
+                .bind(micros(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(CasesError::database("insert inbox"))?;
+            contact_ids.push(incoming.contact_id.as_uuid());
+        }
+        if contact_ids.is_empty() {
+            tx.rollback().await.map_err(CasesError::database("rollback"))?;
+            return Ok(());
+        }
+        apply_pending_outcomes(&mut tx, json_ids(contact_ids.into_iter()), now).await?;
+        tx.commit().await.map_err(CasesError::database("commit"))?;
+        Ok(())
     }
 
     async fn check(&self) -> CasesResult<()> {

@@ -1,6 +1,6 @@
 //! Shared test helpers: stores on real databases, and contacts as the
 //! consumer would hand them to the store.
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code, unused_macros, clippy::unwrap_used)]
 
 use std::sync::Arc;
 
@@ -118,4 +118,30 @@ impl ContactBuilder {
     pub fn build(self) -> IncomingContact {
         self.0
     }
+}
+
+/// Runs each named scenario (an `async fn(&dyn CasesStore)` in the calling
+/// file) against both stores, so the two implementations cannot drift apart.
+macro_rules! contract_suite {
+    ($($test:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let (store, _database) = crate::common::postgres_store().await;
+                    super::$test(&*store).await;
+                }
+            )*
+        }
+
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    let (store, _data_dir) = crate::common::sqlite_store().await;
+                    super::$test(&*store).await;
+                }
+            )*
+        }
+    };
 }
