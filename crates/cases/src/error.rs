@@ -54,6 +54,11 @@ pub enum CasesError {
     #[error("the resident already has an open case for this service: {reference}")]
     AnotherOpenCase { reference: String },
 
+    /// A merge, un-merge or suggestion decision the current state does not
+    /// allow; the message says why (ids only).
+    #[error("{0}")]
+    MergeRefused(String),
+
     /// The bus failed in a way the consumer cannot wait out.
     #[error("bus failed")]
     Bus(#[from] switchboard_bus::BusError),
@@ -83,7 +88,8 @@ impl CasesError {
             | CasesError::Corrupt { .. }
             | CasesError::InvalidPageToken
             | CasesError::Transition(_)
-            | CasesError::AnotherOpenCase { .. } => false,
+            | CasesError::AnotherOpenCase { .. }
+            | CasesError::MergeRefused(_) => false,
         }
     }
 }

@@ -13,9 +13,11 @@ use switchboard_proto::v1;
 use switchboard_proto::v1::case_service_server::{CaseService, CaseServiceServer};
 use switchboard_runtime::{Principal, status};
 use tonic::{Request, Response, Status};
+use uuid::Uuid;
 
 use crate::error::CasesError;
 use crate::lifecycle::{MAX_NOTE_CHARS, MAX_REASON_CHARS, StatusChange};
+use crate::merges::{MAX_MERGE_REASON_CHARS, MergeRequest};
 use crate::model::{
     CaseKey, CaseStatus, CustomerSearch, PageToken, SEARCH_PAGE_DEFAULT, SEARCH_PAGE_MAX,
     TIMELINE_PAGE_DEFAULT, TIMELINE_PAGE_MAX,
@@ -61,7 +63,7 @@ fn store_status(error: &CasesError) -> Status {
         CasesError::InvalidPageToken => {
             status::invalid_field("page_token", "not a page token from a previous response")
         }
-        CasesError::Transition(_) | CasesError::AnotherOpenCase { .. } => {
+        CasesError::Transition(_) | CasesError::AnotherOpenCase { .. } | CasesError::MergeRefused(_) => {
             Status::failed_precondition(error.to_string())
         }
         error if error.is_transient() => status::unavailable(error),
@@ -190,6 +192,125 @@ impl CaseService for CasesGrpc {
             Err(error) => Err(store_status(&error)),
         }
     }
+    #[tracing::instrument(name = "cases.list_match_suggestions", skip_all)]
+    async fn list_match_suggestions(
+        &self,
+        request: Request<v1::ListMatchSuggestionsRequest>,
+    ) -> Result<Response<v1::ListMatchSuggestionsResponse>, Status> {
+        let request = request.get_ref();
+        let customer_id = if request.customer_id.is_empty() {
+            None
+        } else {
+            Some(
+                CustomerId::parse(&request.customer_id)
+                    .map_err(|error| status::invalid_field("customer_id", &error.to_string()))?,
+            )
+        };
+        let limit = page_size(request.page_size, SEARCH_PAGE_DEFAULT, SEARCH_PAGE_MAX);
+        match self.store.match_suggestions(customer_id, limit).await {
+            Ok(suggestions) => Ok(Response::new(v1::ListMatchSuggestionsResponse {
+                suggestions: suggestions.into_iter().map(Into::into).collect(),
+            })),
+            Err(error) => Err(store_status(&error)),
+        }
+    }
+
+    #[tracing::instrument(name = "cases.dismiss_match_suggestion", skip_all)]
+    async fn dismiss_match_suggestion(
+        &self,
+        request: Request<v1::DismissMatchSuggestionRequest>,
+    ) -> Result<Response<v1::MatchSuggestion>, Status> {
+        let actor = Principal::require(&request)?.subject.clone();
+        let id = Uuid::parse_str(&request.get_ref().suggestion_id)
+            .map_err(|_| status::invalid_field("suggestion_id", "not a suggestion id (a uuid)"))?;
+        match self.store.dismiss_suggestion(id, &actor).await {
+            Ok(Some(suggestion)) => Ok(Response::new(suggestion.into())),
+            Ok(None) => Err(Status::not_found("no such suggestion")),
+            Err(error) => Err(store_status(&error)),
+        }
+    }
+
+    #[tracing::instrument(name = "cases.merge_customers", skip_all)]
+    async fn merge_customers(
+        &self,
+        request: Request<v1::MergeCustomersRequest>,
+    ) -> Result<Response<v1::CustomerMerge>, Status> {
+        let actor = Principal::require(&request)?.subject.clone();
+        let request = request.get_ref();
+        let mut errors = ValidationErrors::new();
+        let survivor_id = CustomerId::parse(&request.survivor_id)
+            .map_err(|error| errors.push("survivor_id", error.to_string()))
+            .ok();
+        let merged_id = CustomerId::parse(&request.merged_id)
+            .map_err(|error| errors.push("merged_id", error.to_string()))
+            .ok();
+        let reason = checked_reason(&mut errors, &request.reason, "say why these are one resident");
+        let (Some(survivor_id), Some(merged_id)) = (survivor_id, merged_id) else {
+            return Err(status::invalid_argument(&errors));
+        };
+        if !errors.is_empty() {
+            return Err(status::invalid_argument(&errors));
+        }
+        let merge = MergeRequest {
+            survivor_id,
+            merged_id,
+            reason,
+            actor,
+        };
+        match self.store.merge_customers(&merge).await {
+            Ok(Some(merge)) => Ok(Response::new(merge.into())),
+            Ok(None) => Err(Status::not_found("no such customer")),
+            Err(error) => Err(store_status(&error)),
+        }
+    }
+
+    #[tracing::instrument(name = "cases.unmerge_customers", skip_all)]
+    async fn unmerge_customers(
+        &self,
+        request: Request<v1::UnmergeCustomersRequest>,
+    ) -> Result<Response<v1::CustomerMerge>, Status> {
+        let actor = Principal::require(&request)?.subject.clone();
+        let request = request.get_ref();
+        let mut errors = ValidationErrors::new();
+        let merge_id = Uuid::parse_str(&request.merge_id)
+            .map_err(|_| errors.push("merge_id", "not a merge id (a uuid)"))
+            .ok();
+        let reason = checked_reason(&mut errors, &request.reason, "say why the merge was wrong");
+        let Some(merge_id) = merge_id.filter(|_| errors.is_empty()) else {
+            return Err(status::invalid_argument(&errors));
+        };
+        match self.store.unmerge_customers(merge_id, &actor, &reason).await {
+            Ok(Some(merge)) => Ok(Response::new(merge.into())),
+            Ok(None) => Err(Status::not_found("no such merge")),
+            Err(error) => Err(store_status(&error)),
+        }
+    }
+
+    #[tracing::instrument(name = "cases.list_customer_merges", skip_all)]
+    async fn list_customer_merges(
+        &self,
+        request: Request<v1::ListCustomerMergesRequest>,
+    ) -> Result<Response<v1::ListCustomerMergesResponse>, Status> {
+        let customer_id = CustomerId::parse(&request.get_ref().customer_id)
+            .map_err(|error| status::invalid_field("customer_id", &error.to_string()))?;
+        match self.store.customer_merges(customer_id).await {
+            Ok(merges) => Ok(Response::new(v1::ListCustomerMergesResponse {
+                merges: merges.into_iter().map(Into::into).collect(),
+            })),
+            Err(error) => Err(store_status(&error)),
+        }
+    }
+}
+
+/// A required free-text reason, trimmed, within the length limit.
+fn checked_reason(errors: &mut ValidationErrors, input: &str, missing: &str) -> String {
+    let reason = input.trim();
+    if reason.is_empty() {
+        errors.push("reason", missing);
+    } else if reason.chars().count() > MAX_MERGE_REASON_CHARS {
+        errors.push("reason", format!("at most {MAX_MERGE_REASON_CHARS} characters"));
+    }
+    reason.to_owned()
 }
 
 /// A status change request in domain terms, or the fields that are wrong.

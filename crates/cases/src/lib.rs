@@ -31,6 +31,8 @@
 //! - `wire` (private): proto ⇄ domain conversions used by `grpc` and `inbound`.
 //! - [`lifecycle`]: the case rules (due dates, re-opening, repeat contacts,
 //!   status changes, what a wrap-up disposition does) and their types.
+//! - [`merges`]: possible matches suggested to agents, and merging two
+//!   customers into one and undoing it, each step recorded.
 //! - [`model`]: customers, cases, contacts, timeline pages, search criteria.
 //! - [`error`]: [`CasesError`] and [`CasesResult`].
 
@@ -39,6 +41,7 @@ pub mod error;
 pub mod grpc;
 mod inbound;
 pub mod lifecycle;
+pub mod merges;
 pub mod model;
 mod plan;
 pub mod store;
@@ -50,6 +53,7 @@ pub use grpc::CasesGrpc;
 pub use lifecycle::{
     CaseNote, CaseRules, ContactOutcome, IncomingOutcome, StatusChange, StatusRecord, TransitionError,
 };
+pub use merges::{CustomerMerge, MatchSuggestion, MergeRequest, SuggestionStatus};
 pub use model::{
     AppliedContact, ApplyOutcome, Case, CaseDetail, CaseKey, CaseStatus, Contact, Customer, CustomerSearch,
     IncomingContact, PageToken, QuotedReference, SEARCH_PAGE_DEFAULT, SEARCH_PAGE_MAX, TIMELINE_PAGE_DEFAULT,

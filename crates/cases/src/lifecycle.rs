@@ -23,7 +23,9 @@ use std::collections::HashMap;
 use std::fmt;
 
 use chrono::{DateTime, Duration, Utc};
-use switchboard_domain::{CaseId, Catalogue, ContactId, CustomerId, EventId, WorkingCalendar};
+use switchboard_domain::{
+    CaseId, Catalogue, ContactId, CustomerId, EventId, MatchThresholds, WorkingCalendar,
+};
 use switchboard_proto::v1;
 
 use crate::model::CaseStatus;
@@ -45,6 +47,7 @@ pub struct CaseRules {
     /// Working days to resolve, by service id.
     targets: HashMap<String, u32>,
     calendar: WorkingCalendar,
+    thresholds: MatchThresholds,
 }
 
 impl fmt::Debug for CaseRules {
@@ -66,7 +69,14 @@ impl CaseRules {
                 .map(|service| (service.id.as_str().to_owned(), service.case_target_working_days))
                 .collect(),
             calendar,
+            thresholds: MatchThresholds::default(),
         }
+    }
+
+    /// Confidence at which a contact joins a customer without asking, and
+    /// at which a possible match is suggested to agents.
+    pub fn match_thresholds(&self) -> MatchThresholds {
+        self.thresholds
     }
 
     /// The shipped catalogue and calendar with the default window: what

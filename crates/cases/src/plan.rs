@@ -13,16 +13,24 @@
 //! Keeping the decisions here, free of SQL, means the two stores cannot
 //! disagree about matching, and the rules are unit-tested without a database.
 //!
-//! The matching rules (first cut, exact matches only):
-//! - a customer is found by the normalised phone number (the one given, or
-//!   else the caller's number), and failing that by email address;
-//! - if the phone and the email point at different customers, the phone
-//!   wins and the two are never merged;
+//! The matching rules:
+//! - the candidates are the customers holding the contact's phone number
+//!   (the one given, or else the caller's), email address, UPRN or postcode,
+//!   in that order, earliest created first within each;
+//! - each is scored with [`switchboard_domain::identity`]: the contact joins
+//!   the best candidate when the match is automatic (an email or mobile, or
+//!   a landline or property with an agreeing name, and no conflicting name),
+//!   and gets a new customer otherwise, so two people are never merged
+//!   silently; on a tie the earlier candidate wins (so a phone beats an
+//!   email, and the original beats a duplicate);
+//! - every other candidate that reaches the suggestion threshold (up to
+//!   three) is recorded as a possible match of the contact's customer, for
+//!   an agent to confirm by merging the two ([`crate::merges`]) or dismiss;
 //! - identifiers and details the matched customer lacks are filled in, never
 //!   overwritten, and an identifier another customer already holds is not
 //!   copied (so one phone or email keeps naming one customer);
-//! - with neither (an anonymous visit), the contact gets a new customer;
-//! - when several customers hold the same value, the earliest created wins.
+//! - with nothing to match on (an anonymous visit), a new customer;
+//! - customers merged into another are never candidates.
 //!
 //! The case rules ([`crate::lifecycle`]): a contact joins the customer's open
 //! case for its service; failing that, it re-opens their case resolved within
@@ -34,7 +42,11 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use prost::Message as _;
-use switchboard_domain::{CaseId, CaseReference, Channel, ContactId, CustomerId, EventId};
+use switchboard_domain::identity::{self, IdentityEvidence, MatchAssessment, MatchDecision, MatchSignal};
+use switchboard_domain::{
+    CaseId, CaseReference, Channel, ContactId, CustomerId, EmailAddress, EventId, PersonName, PhoneNumber,
+    Postcode, Uprn,
+};
 use switchboard_proto::{event_types, v1};
 
 use crate::error::{CasesError, CasesResult};
@@ -60,6 +72,28 @@ pub(crate) struct CustomerRow {
 impl CustomerRow {
     pub(crate) fn name_folded(&self) -> Option<String> {
         self.name.as_deref().map(fold_name)
+    }
+
+    /// The row's identifiers as matching compares them. A stored value that
+    /// no longer parses is left out rather than failing the batch: it can
+    /// only make a match less likely.
+    fn evidence(&self) -> IdentityEvidence {
+        IdentityEvidence {
+            name: self.name.as_deref().and_then(|name| PersonName::parse(name).ok()),
+            phone: self
+                .phone_e164
+                .as_deref()
+                .and_then(|phone| PhoneNumber::from_e164(phone).ok()),
+            email: self
+                .email
+                .as_deref()
+                .and_then(|email| EmailAddress::parse(email).ok()),
+            postcode: self
+                .postcode
+                .as_deref()
+                .and_then(|postcode| Postcode::parse(postcode).ok()),
+            uprn: self.uprn.as_deref().and_then(|uprn| Uprn::parse(uprn).ok()),
+        }
     }
 }
 
@@ -139,6 +173,17 @@ pub(crate) struct LookupKeys {
     pub(crate) contact_ids: Vec<ContactId>,
     pub(crate) phones: Vec<String>,
     pub(crate) emails: Vec<String>,
+    pub(crate) uprns: Vec<String>,
+    pub(crate) postcodes: Vec<String>,
+}
+
+impl LookupKeys {
+    pub(crate) fn has_identifiers(&self) -> bool {
+        !(self.phones.is_empty()
+            && self.emails.is_empty()
+            && self.uprns.is_empty()
+            && self.postcodes.is_empty())
+    }
 }
 
 impl LookupKeys {
@@ -156,6 +201,11 @@ impl LookupKeys {
                     .iter()
                     .map(|email| format!("cases.customer.email:{email}")),
             )
+            .chain(
+                self.uprns
+                    .iter()
+                    .map(|uprn| format!("cases.customer.uprn:{uprn}")),
+            )
             .collect();
         keys.sort();
         keys.dedup();
@@ -167,9 +217,21 @@ pub(crate) fn lookup_keys(batch: &[IncomingContact]) -> LookupKeys {
     let mut keys = LookupKeys::default();
     let mut phones = HashSet::new();
     let mut emails = HashSet::new();
+    let mut uprns = HashSet::new();
+    let mut postcodes = HashSet::new();
     for contact in batch {
         keys.event_ids.push(contact.event_id);
         keys.contact_ids.push(contact.contact_id);
+        if let Some(uprn) = &contact.customer.uprn
+            && uprns.insert(uprn.as_str())
+        {
+            keys.uprns.push(uprn.as_str().to_owned());
+        }
+        if let Some(postcode) = &contact.customer.postcode
+            && postcodes.insert(postcode.as_str())
+        {
+            keys.postcodes.push(postcode.as_str().to_owned());
+        }
         if let Some(phone) = contact.identifying_phone()
             && phones.insert(phone.as_e164())
         {
@@ -191,7 +253,8 @@ pub(crate) struct Snapshot {
     pub(crate) applied_events: HashSet<EventId>,
     /// Contact ids of the batch already stored (under another event id).
     pub(crate) stored_contacts: HashSet<ContactId>,
-    /// Customers holding a phone or email of the batch, in any order.
+    /// Customers (not merged into another) holding a phone, email, UPRN
+    /// or postcode of the batch, in any order.
     pub(crate) customers: Vec<CustomerRow>,
     /// Open cases of those customers, and those resolved within the
     /// follow-up window.
@@ -246,6 +309,8 @@ pub(crate) struct BatchPlan {
     cases: Vec<CaseState>,
     pub(crate) contacts: Vec<ContactRow>,
     pub(crate) inbox: Vec<EventId>,
+    /// Possible matches for an agent to confirm.
+    pub(crate) suggestions: Vec<SuggestionRow>,
     /// Re-opens by contacts, for the case history.
     pub(crate) history: Vec<(CaseId, StatusRecord)>,
     events: Vec<PlannedEvent>,
@@ -264,6 +329,38 @@ pub(crate) struct NewCaseRow {
     pub(crate) opened_at: DateTime<Utc>,
     pub(crate) updated_at: DateTime<Utc>,
     pub(crate) due_at: Option<DateTime<Utc>>,
+}
+
+/// A possible match the plan records: `customer_id` (the contact's new
+/// customer) may be the same person as `candidate_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SuggestionRow {
+    pub(crate) id: uuid::Uuid,
+    pub(crate) customer_id: CustomerId,
+    pub(crate) candidate_id: CustomerId,
+    pub(crate) contact_id: ContactId,
+    pub(crate) confidence: u8,
+    pub(crate) signals: Vec<String>,
+}
+
+/// Most possible matches one contact puts to agents: enough for a household,
+/// few enough to read.
+const MAX_SUGGESTIONS_PER_CONTACT: usize = 3;
+
+/// A signal's stable name, as stored and shown to agents.
+pub(crate) fn signal_name(signal: &MatchSignal) -> &'static str {
+    match signal {
+        MatchSignal::SameEmail => "same_email",
+        MatchSignal::SamePhone { mobile: true } => "same_mobile",
+        MatchSignal::SamePhone { mobile: false } => "same_landline",
+        MatchSignal::SameUprn => "same_uprn",
+        MatchSignal::UprnConflicts => "uprn_conflicts",
+        MatchSignal::SamePostcode => "same_postcode",
+        MatchSignal::NameAgrees { partial: false, .. } => "name_agrees",
+        MatchSignal::NameAgrees { partial: true, .. } => "name_agrees_partly",
+        MatchSignal::NameUncertain { .. } => "name_uncertain",
+        MatchSignal::NameConflicts { .. } => "name_conflicts",
+    }
 }
 
 /// An existing case a batch added contacts to.
@@ -324,6 +421,23 @@ impl BatchPlan {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.contacts.is_empty() && self.inbox.is_empty()
+    }
+
+    /// The suggestions, dropping any whose pair another suggestion of the
+    /// batch already names (either way round).
+    pub(crate) fn distinct_suggestions(&self) -> Vec<&SuggestionRow> {
+        let mut pairs = HashSet::new();
+        self.suggestions
+            .iter()
+            .filter(|row| {
+                let pair = if row.customer_id < row.candidate_id {
+                    (row.customer_id, row.candidate_id)
+                } else {
+                    (row.candidate_id, row.customer_id)
+                };
+                pairs.insert(pair)
+            })
+            .collect()
     }
 
     /// The `case.opened` / `case.updated` events, in the order they happened.
@@ -423,18 +537,16 @@ pub(crate) fn plan_batch(
             filled: false,
         })
         .collect();
-    // Earliest first, so the index below keeps the earliest holder of a value.
+    // Earliest first, so the index below lists holders of a value in
+    // creation order.
     customers.sort_by_key(|customer| (customer.row.created_at, customer.row.id));
-    let mut by_phone: HashMap<String, usize> = HashMap::new();
-    let mut by_email: HashMap<String, usize> = HashMap::new();
-    for (index, customer) in customers.iter().enumerate() {
-        if let Some(phone) = &customer.row.phone_e164 {
-            by_phone.entry(phone.clone()).or_insert(index);
-        }
-        if let Some(email) = &customer.row.email {
-            by_email.entry(email.clone()).or_insert(index);
-        }
+    let mut index = IdentityIndex::default();
+    for (position, customer) in customers.iter().enumerate() {
+        index.add(position, &customer.row);
     }
+    // Each candidate's evidence, parsed when first needed.
+    let mut evidence: Vec<Option<IdentityEvidence>> = vec![None; customers.len()];
+    let thresholds = rules.match_thresholds();
 
     let mut cases: Vec<CaseState> = Vec::new();
     let mut open_case: HashMap<(CustomerId, String), usize> = HashMap::new();
@@ -492,6 +604,7 @@ pub(crate) fn plan_batch(
         cases: Vec::new(),
         contacts: Vec::with_capacity(batch.len()),
         inbox: Vec::with_capacity(batch.len()),
+        suggestions: Vec::new(),
         history: Vec::new(),
         events: Vec::with_capacity(batch.len()),
         outcomes: Vec::with_capacity(batch.len()),
@@ -525,34 +638,56 @@ pub(crate) fn plan_batch(
             .email
             .as_ref()
             .map(|email| email.as_str().to_owned());
-        let matched = phone
-            .as_ref()
-            .and_then(|phone| by_phone.get(phone))
-            .or_else(|| email.as_ref().and_then(|email| by_email.get(email)))
-            .copied();
+        let contact_evidence = IdentityEvidence {
+            phone: contact.identifying_phone().cloned(),
+            ..IdentityEvidence::from(&contact.customer)
+        };
+        let candidates = index.candidates(&contact_evidence);
+        for &candidate in &candidates {
+            if evidence[candidate].is_none() {
+                evidence[candidate] = Some(customers[candidate].row.evidence());
+            }
+        }
+        let mut possible: Vec<(usize, MatchAssessment)> = candidates
+            .iter()
+            .filter_map(|&candidate| {
+                let assessment =
+                    identity::assess(&contact_evidence, evidence[candidate].as_ref()?, thresholds);
+                (assessment.decision != MatchDecision::NoMatch).then_some((candidate, assessment))
+            })
+            .collect();
+        // Highest confidence first; the sort is stable, so on a tie the
+        // earlier candidate (phone before email, original before duplicate)
+        // stays first.
+        possible.sort_by_key(|(_, assessment)| std::cmp::Reverse(assessment.confidence));
+        let matched = possible
+            .first()
+            .filter(|(_, assessment)| assessment.decision == MatchDecision::Automatic)
+            .map(|(candidate, _)| *candidate);
+        // Every other possible match is put to an agent: the contact's
+        // customer may be the same person as each of them.
+        let suggested: Vec<(usize, MatchAssessment)> = possible
+            .into_iter()
+            .filter(|(candidate, _)| Some(*candidate) != matched)
+            .take(MAX_SUGGESTIONS_PER_CONTACT)
+            .collect();
         let (customer_index, new_customer) = match matched {
-            Some(index) => {
+            Some(matched) => {
                 fill_in(
-                    &mut customers[index],
+                    &mut customers[matched],
                     contact,
                     phone.as_deref(),
                     email.as_deref(),
-                    &by_phone,
-                    &by_email,
+                    &index,
                 );
                 // An identifier just filled in now names this customer for the
                 // rest of the batch.
-                let row = &customers[index].row;
-                if let Some(phone) = &row.phone_e164 {
-                    by_phone.entry(phone.clone()).or_insert(index);
-                }
-                if let Some(email) = &row.email {
-                    by_email.entry(email.clone()).or_insert(index);
-                }
-                (index, false)
+                index.add(matched, &customers[matched].row);
+                evidence[matched] = None;
+                (matched, false)
             }
             None => {
-                let index = customers.len();
+                let position = customers.len();
                 let details = &contact.customer;
                 customers.push(CustomerState {
                     row: CustomerRow {
@@ -571,15 +706,25 @@ pub(crate) fn plan_batch(
                     new: true,
                     filled: false,
                 });
-                if let Some(phone) = phone {
-                    by_phone.insert(phone, index);
-                }
-                if let Some(email) = email {
-                    by_email.insert(email, index);
-                }
-                (index, true)
+                index.add(position, &customers[position].row);
+                evidence.push(None);
+                (position, true)
             }
         };
+        for (candidate, assessment) in suggested {
+            plan.suggestions.push(SuggestionRow {
+                id: uuid::Uuid::now_v7(),
+                customer_id: customers[customer_index].row.id,
+                candidate_id: customers[candidate].row.id,
+                contact_id: contact.contact_id,
+                confidence: assessment.confidence,
+                signals: assessment
+                    .signals
+                    .iter()
+                    .map(|signal| signal_name(signal).to_owned())
+                    .collect(),
+            });
+        }
         let customer_id = customers[customer_index].row.id;
 
         let received_at = to_micros(contact.received_at);
@@ -698,6 +843,55 @@ pub(crate) fn plan_batch(
     Ok(plan)
 }
 
+/// Who holds each identifier, in creation order: where matching finds its
+/// candidates.
+#[derive(Default)]
+struct IdentityIndex {
+    phone: HashMap<String, Vec<usize>>,
+    email: HashMap<String, Vec<usize>>,
+    uprn: HashMap<String, Vec<usize>>,
+    postcode: HashMap<String, Vec<usize>>,
+}
+
+impl IdentityIndex {
+    /// Records that customer `position` holds the identifiers of `row`.
+    fn add(&mut self, position: usize, row: &CustomerRow) {
+        for (map, value) in [
+            (&mut self.phone, &row.phone_e164),
+            (&mut self.email, &row.email),
+            (&mut self.uprn, &row.uprn),
+            (&mut self.postcode, &row.postcode),
+        ] {
+            if let Some(value) = value {
+                let holders = map.entry(value.clone()).or_default();
+                if !holders.contains(&position) {
+                    holders.push(position);
+                }
+            }
+        }
+    }
+
+    /// Customers sharing an identifier with `evidence`: phone holders first,
+    /// then email, UPRN and postcode, each in creation order, no repeats.
+    fn candidates(&self, evidence: &IdentityEvidence) -> Vec<usize> {
+        let mut found = Vec::new();
+        let keys = [
+            (&self.phone, evidence.phone.as_ref().map(PhoneNumber::as_e164)),
+            (&self.email, evidence.email.as_ref().map(EmailAddress::as_str)),
+            (&self.uprn, evidence.uprn.as_ref().map(Uprn::as_str)),
+            (&self.postcode, evidence.postcode.as_ref().map(Postcode::as_str)),
+        ];
+        for (map, value) in keys {
+            for &position in value.and_then(|value| map.get(value)).into_iter().flatten() {
+                if !found.contains(&position) {
+                    found.push(position);
+                }
+            }
+        }
+        found
+    }
+}
+
 /// Fills in what `customer` lacks from `contact`; never overwrites. An
 /// identifier held by another customer is not copied, so that matching by it
 /// stays unambiguous and the two customers are not silently merged.
@@ -706,8 +900,7 @@ fn fill_in(
     contact: &IncomingContact,
     phone: Option<&str>,
     email: Option<&str>,
-    by_phone: &HashMap<String, usize>,
-    by_email: &HashMap<String, usize>,
+    index: &IdentityIndex,
 ) {
     let details = &contact.customer;
     let row = &mut customer.row;
@@ -722,11 +915,11 @@ fn fill_in(
     };
     fill(
         &mut row.phone_e164,
-        phone.filter(|phone| !by_phone.contains_key(*phone)),
+        phone.filter(|phone| !index.phone.contains_key(*phone)),
     );
     fill(
         &mut row.email,
-        email.filter(|email| !by_email.contains_key(*email)),
+        email.filter(|email| !index.email.contains_key(*email)),
     );
     fill(&mut row.name, details.name.as_ref().map(|name| name.as_str()));
     fill(
@@ -817,6 +1010,7 @@ mod tests {
         let by_phone = customer(Some("+447700900123"), None, now);
         let by_email = customer(None, Some("ada@example.org"), now);
         let phone_id = by_phone.id;
+        let email_id = by_email.id;
         let snapshot = Snapshot {
             customers: vec![by_phone, by_email],
             ..Snapshot::default()
@@ -834,6 +1028,16 @@ mod tests {
             "nothing to fill in: the email belongs to someone else"
         );
         assert!(plan.new_customers.is_empty());
+        // The email's holder may be the same resident: put to an agent.
+        let suggestions: Vec<(CustomerId, CustomerId, &[String])> = plan
+            .suggestions
+            .iter()
+            .map(|row| (row.customer_id, row.candidate_id, row.signals.as_slice()))
+            .collect();
+        assert_eq!(
+            suggestions,
+            [(phone_id, email_id, &["same_email".to_owned()][..])]
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub(crate) use switchboard_runtime::wire::{
 };
 
 use crate::lifecycle::CaseNote;
+use crate::merges::{CustomerMerge, MatchSuggestion};
 use crate::model::{
     Case, CaseDetail, CaseKey, CaseStatus, Contact, Customer, CustomerSearch, QuotedReference, TimelineEntry,
 };
@@ -233,6 +234,42 @@ impl TryFrom<&v1::SearchCustomersRequest> for CustomerSearch {
             Ok(search)
         } else {
             Err(errors)
+        }
+    }
+}
+
+impl From<MatchSuggestion> for v1::MatchSuggestion {
+    fn from(suggestion: MatchSuggestion) -> Self {
+        v1::MatchSuggestion {
+            suggestion_id: suggestion.id.to_string(),
+            customer_id: suggestion.customer_id.to_string(),
+            candidate_id: suggestion.candidate_id.to_string(),
+            contact_id: suggestion.contact_id.to_string(),
+            confidence: u32::from(suggestion.confidence),
+            signals: suggestion.signals,
+            status: suggestion.status.as_str().to_owned(),
+            created_at: Some(timestamp(suggestion.created_at)),
+            decided_by: suggestion.decided_by.unwrap_or_default(),
+            decided_at: suggestion.decided_at.map(timestamp),
+        }
+    }
+}
+
+impl From<CustomerMerge> for v1::CustomerMerge {
+    fn from(merge: CustomerMerge) -> Self {
+        v1::CustomerMerge {
+            merge_id: merge.id.to_string(),
+            survivor_id: merge.survivor_id.to_string(),
+            merged_id: merge.merged_id.to_string(),
+            reason: merge.reason,
+            merged_by: merge.merged_by,
+            merged_at: Some(timestamp(merge.merged_at)),
+            filled_columns: merge.filled_columns,
+            moved_contacts: merge.moved_contacts,
+            moved_cases: merge.moved_cases,
+            unmerged_by: merge.unmerged_by.unwrap_or_default(),
+            unmerged_at: merge.unmerged_at.map(timestamp),
+            unmerge_reason: merge.unmerge_reason.unwrap_or_default(),
         }
     }
 }

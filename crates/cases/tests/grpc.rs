@@ -503,3 +503,129 @@ async fn staff_change_a_case_status_and_add_notes_in_their_own_name() {
         .unwrap_err();
     assert_eq!(bad_fields(&empty_note), ["text"]);
 }
+
+#[tokio::test]
+async fn agents_confirm_or_dismiss_suggested_matches_and_merges_are_recorded() {
+    let mut server = spawn_server().await;
+    // Margaret, then an unnamed caller on her landline: a possible match.
+    let named = ContactBuilder::new(Channel::Phone, "waste")
+        .phone("01632 960222")
+        .name("Margaret Sample")
+        .build();
+    let unnamed = ContactBuilder::new(Channel::Phone, "waste")
+        .caller("01632 960222")
+        .build();
+    server.store.apply_contacts(&[named]).await.unwrap();
+    server.store.apply_contacts(&[unnamed]).await.unwrap();
+    let suggestions = server
+        .client
+        .list_match_suggestions(v1::ListMatchSuggestionsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .suggestions;
+    assert_eq!(suggestions.len(), 1);
+    let suggestion = &suggestions[0];
+    assert_eq!(suggestion.signals, ["same_landline"]);
+    assert_eq!(suggestion.status, "open");
+
+    let merge = server
+        .client
+        .merge_customers(v1::MergeCustomersRequest {
+            survivor_id: suggestion.candidate_id.clone(),
+            merged_id: suggestion.customer_id.clone(),
+            reason: "caller confirmed her name and address".to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(merge.merged_by, AGENT);
+    assert_eq!(merge.moved_contacts, 1);
+    let merges = server
+        .client
+        .list_customer_merges(v1::ListCustomerMergesRequest {
+            customer_id: suggestion.candidate_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .merges;
+    assert_eq!(merges.len(), 1);
+    assert_eq!(merges[0].merge_id, merge.merge_id);
+    let undone = server
+        .client
+        .unmerge_customers(v1::UnmergeCustomersRequest {
+            merge_id: merge.merge_id.clone(),
+            reason: "her husband uses the same phone".to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(undone.unmerged_by, AGENT);
+    let again = server
+        .client
+        .unmerge_customers(v1::UnmergeCustomersRequest {
+            merge_id: merge.merge_id,
+            reason: "again".to_owned(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::FailedPrecondition);
+
+    let bad_merge = server
+        .client
+        .merge_customers(v1::MergeCustomersRequest {
+            survivor_id: "someone".to_owned(),
+            merged_id: String::new(),
+            reason: " ".to_owned(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&bad_merge), ["survivor_id", "merged_id", "reason"]);
+    let itself = server
+        .client
+        .merge_customers(v1::MergeCustomersRequest {
+            survivor_id: suggestion.customer_id.clone(),
+            merged_id: suggestion.customer_id.clone(),
+            reason: "x".to_owned(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(itself.code(), Code::FailedPrecondition);
+    let unknown = server
+        .client
+        .merge_customers(v1::MergeCustomersRequest {
+            survivor_id: suggestion.customer_id.clone(),
+            merged_id: CustomerId::new().to_string(),
+            reason: "x".to_owned(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    let bad_dismiss = server
+        .client
+        .dismiss_match_suggestion(v1::DismissMatchSuggestionRequest {
+            suggestion_id: "7".to_owned(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&bad_dismiss), ["suggestion_id"]);
+    let bad_list = server
+        .client
+        .list_match_suggestions(v1::ListMatchSuggestionsRequest {
+            customer_id: "nobody".to_owned(),
+            page_size: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&bad_list), ["customer_id"]);
+    let bad_unmerge = server
+        .client
+        .unmerge_customers(v1::UnmergeCustomersRequest {
+            merge_id: String::new(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&bad_unmerge), ["merge_id", "reason"]);
+}

@@ -619,6 +619,9 @@ const ROUTING_ADMINS: &[Role] = &[Role::Supervisor, Role::Admin];
 /// Who reports a waiting resident's position, hang-up or callback choice:
 /// the telephony adapter and web back end, and staff at the desk.
 const QUEUE_REPORTERS: &[Role] = &[Role::IntakeClient, Role::Agent, Role::Supervisor];
+/// Who may undo a merge of two residents' records: a correction of a
+/// correction, with the data of two people at stake.
+const DATA_CORRECTORS: &[Role] = &[Role::Supervisor, Role::Admin];
 /// Who may read operational metrics (a Prometheus scraper gets an API key
 /// with one of these roles).
 const OPERATORS: &[Role] = &[Role::Analyst, Role::Admin];
@@ -653,6 +656,19 @@ impl Policy {
             .allow("/switchboard.v1.CaseService/SearchCustomers", CONTACT_HANDLERS)
             .allow("/switchboard.v1.CaseService/UpdateCaseStatus", CONTACT_HANDLERS)
             .allow("/switchboard.v1.CaseService/AddCaseNote", CONTACT_HANDLERS)
+            // Linking identities: agents confirm or dismiss suggested matches;
+            // undoing a merge is for supervisors and admins.
+            .allow(
+                "/switchboard.v1.CaseService/ListMatchSuggestions",
+                CONTACT_HANDLERS,
+            )
+            .allow(
+                "/switchboard.v1.CaseService/DismissMatchSuggestion",
+                CONTACT_HANDLERS,
+            )
+            .allow("/switchboard.v1.CaseService/MergeCustomers", CONTACT_HANDLERS)
+            .allow("/switchboard.v1.CaseService/ListCustomerMerges", CONTACT_HANDLERS)
+            .allow("/switchboard.v1.CaseService/UnmergeCustomers", DATA_CORRECTORS)
             // Routing: an agent's desktop acts for the agent signed in to it
             // (the token's subject); supervisors also take contacts.
             .allow("/switchboard.v1.AgentService/SignIn", CONTACT_HANDLERS)
@@ -1005,7 +1021,12 @@ mod tests {
             | "/switchboard.v1.CaseService/GetCustomerTimeline"
             | "/switchboard.v1.CaseService/SearchCustomers"
             | "/switchboard.v1.CaseService/UpdateCaseStatus"
-            | "/switchboard.v1.CaseService/AddCaseNote" => Some(&[Role::Agent, Role::Supervisor]),
+            | "/switchboard.v1.CaseService/AddCaseNote"
+            | "/switchboard.v1.CaseService/ListMatchSuggestions"
+            | "/switchboard.v1.CaseService/DismissMatchSuggestion"
+            | "/switchboard.v1.CaseService/MergeCustomers"
+            | "/switchboard.v1.CaseService/ListCustomerMerges" => Some(&[Role::Agent, Role::Supervisor]),
+            "/switchboard.v1.CaseService/UnmergeCustomers" => Some(&[Role::Supervisor, Role::Admin]),
             "/switchboard.v1.AgentService/SignIn"
             | "/switchboard.v1.AgentService/SignOut"
             | "/switchboard.v1.AgentService/SetPresence"

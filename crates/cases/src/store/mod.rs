@@ -15,9 +15,11 @@ use switchboard_domain::{
     CaseId, CaseReference, Channel, ContactId, ContactOrigin, ContactReference, CustomerDetails, CustomerId,
     EmailAddress, Needs, PersonName, PhoneNumber, Postcode, ServiceId, Uprn,
 };
+use uuid::Uuid;
 
 use crate::error::{CasesError, CasesResult};
 use crate::lifecycle::{CaseNote, ContactOutcome, IncomingOutcome, StatusChange};
+use crate::merges::{CustomerMerge, MatchSuggestion, MergeRequest};
 use crate::model::{
     ApplyOutcome, Case, CaseDetail, CaseKey, CaseStatus, Contact, Customer, CustomerSearch, IncomingContact,
     PageToken, Timeline,
@@ -87,6 +89,37 @@ pub trait CasesStore: OutboxStore {
     /// as the disposition says. An outcome whose contact is not stored yet
     /// waits and is applied when the contact arrives. Idempotent by event id.
     async fn apply_outcomes(&self, batch: &[IncomingOutcome]) -> CasesResult<()>;
+
+    /// Open match suggestions, newest first: those naming `customer_id` (as
+    /// either party), or all when `None`; at most `limit` (clamped to
+    /// 1..=[`crate::SEARCH_PAGE_MAX`]).
+    async fn match_suggestions(
+        &self,
+        customer_id: Option<CustomerId>,
+        limit: usize,
+    ) -> CasesResult<Vec<MatchSuggestion>>;
+
+    /// Records that the two customers of an open suggestion are different
+    /// people. `None` when there is no such suggestion.
+    async fn dismiss_suggestion(&self, id: Uuid, actor: &str) -> CasesResult<Option<MatchSuggestion>>;
+
+    /// Merges two customers ([`crate::merges`] says what moves), marking
+    /// open suggestions about the pair as merged. `None` when either
+    /// customer is unknown.
+    async fn merge_customers(&self, request: &MergeRequest) -> CasesResult<Option<CustomerMerge>>;
+
+    /// Undoes a merge: what it moved goes back, the cases it closed re-open,
+    /// the identifiers it filled in are cleared. `None` when there is no such
+    /// merge.
+    async fn unmerge_customers(
+        &self,
+        merge_id: Uuid,
+        actor: &str,
+        reason: &str,
+    ) -> CasesResult<Option<CustomerMerge>>;
+
+    /// The merges a customer took part in (either side), oldest first.
+    async fn customer_merges(&self, customer_id: CustomerId) -> CasesResult<Vec<CustomerMerge>>;
 
     /// Readiness: Ok when the database answers.
     async fn check(&self) -> CasesResult<()>;

@@ -24,6 +24,7 @@ use crate::lifecycle::{
     ACTOR_ROUTING, CaseNote, CaseRules, ContactOutcome, CurrentCase, IncomingOutcome, StatusChange,
     StatusRecord, StatusUpdate, check_transition, is_reopen, plan_status_change, status_after,
 };
+use crate::merges::{CustomerMerge, MatchSuggestion, MergeRequest, SuggestionStatus, columns_to_fill};
 use crate::model::{
     ApplyOutcome, Case, CaseDetail, CaseKey, CaseStatus, Contact, Customer, CustomerSearch, EntryKind,
     IncomingContact, PageToken, QuotedReference, SEARCH_PAGE_MAX, TIMELINE_PAGE_MAX, Timeline, fold_name,
@@ -39,6 +40,11 @@ use crate::store::{CasesStore, StoredCase, StoredContact, assemble_timeline, cla
 macro_rules! customer_columns {
     () => {
         "id, name, phone_e164, email, postcode, address_line, uprn, created_at"
+    };
+}
+macro_rules! suggestion_columns {
+    () => {
+        "id, customer_id, candidate_id, contact_id, confidence, signals, status, created_at, decided_by, decided_at"
     };
 }
 macro_rules! case_columns {
@@ -145,16 +151,19 @@ impl PgCasesStore {
             }
         }
 
-        if keys.phones.is_empty() && keys.emails.is_empty() {
+        if !keys.has_identifiers() {
             return Ok(snapshot);
         }
         snapshot.customers = sqlx::query(concat!(
             "SELECT ",
             customer_columns!(),
-            " FROM customers WHERE phone_e164 = ANY($1) OR email = ANY($2)"
+            " FROM customers WHERE merged_into IS NULL \
+               AND (phone_e164 = ANY($1) OR email = ANY($2) OR uprn = ANY($3) OR postcode = ANY($4))"
         ))
         .bind(&keys.phones)
         .bind(&keys.emails)
+        .bind(&keys.uprns)
+        .bind(&keys.postcodes)
         .fetch_all(&mut **tx)
         .await
         .map_err(CasesError::database("look up customers"))?
@@ -314,6 +323,36 @@ impl PgCasesStore {
             .execute(&mut **tx)
             .await
             .map_err(CasesError::database("insert contacts"))?;
+        }
+
+        let suggestions = plan.distinct_suggestions();
+        if !suggestions.is_empty() {
+            let ids: Vec<Uuid> = suggestions.iter().map(|row| row.id).collect();
+            let customer_ids: Vec<Uuid> = suggestions.iter().map(|row| row.customer_id.as_uuid()).collect();
+            let candidate_ids: Vec<Uuid> = suggestions.iter().map(|row| row.candidate_id.as_uuid()).collect();
+            let contact_ids: Vec<Uuid> = suggestions.iter().map(|row| row.contact_id.as_uuid()).collect();
+            let confidence: Vec<i16> = suggestions.iter().map(|row| i16::from(row.confidence)).collect();
+            // Arrays of arrays must be rectangular in PostgreSQL: signals go
+            // as one comma-separated text per row and are split back.
+            let signals: Vec<String> = suggestions.iter().map(|row| row.signals.join(",")).collect();
+            sqlx::query(
+                "INSERT INTO match_suggestions (id, customer_id, candidate_id, contact_id, confidence, signals, status, created_at) \
+                 SELECT u.id, u.customer_id, u.candidate_id, u.contact_id, u.confidence, \
+                        string_to_array(u.signals, ','), 'open', $7 \
+                 FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::int2[], $6::text[]) \
+                    AS u(id, customer_id, candidate_id, contact_id, confidence, signals) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&ids)
+            .bind(&customer_ids)
+            .bind(&candidate_ids)
+            .bind(&contact_ids)
+            .bind(&confidence)
+            .bind(&signals)
+            .bind(plan.now)
+            .execute(&mut **tx)
+            .await
+            .map_err(CasesError::database("insert match suggestions"))?;
         }
 
         if !plan.inbox.is_empty() {
@@ -635,6 +674,62 @@ async fn apply_pending_outcomes(
     Ok(())
 }
 
+/// A merge with the counts of what it moved; `for_update` locks its row.
+async fn read_merge(
+    tx: &mut Transaction<'static, Postgres>,
+    id: Uuid,
+    for_update: bool,
+) -> CasesResult<Option<CustomerMerge>> {
+    let query = if for_update {
+        "SELECT m.*,                 (SELECT count(*) FROM customer_merge_moves v WHERE v.merge_id = m.id AND v.kind = 'contact') AS moved_contacts,                 (SELECT count(*) FROM customer_merge_moves v WHERE v.merge_id = m.id AND v.kind = 'case') AS moved_cases          FROM customer_merges m WHERE m.id = $1 FOR UPDATE OF m"
+    } else {
+        "SELECT m.*,                 (SELECT count(*) FROM customer_merge_moves v WHERE v.merge_id = m.id AND v.kind = 'contact') AS moved_contacts,                 (SELECT count(*) FROM customer_merge_moves v WHERE v.merge_id = m.id AND v.kind = 'case') AS moved_cases          FROM customer_merges m WHERE m.id = $1"
+    };
+    let row = sqlx::query(query)
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(CasesError::database("read merge"))?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let error = || CasesError::database("read merge");
+    let moved_contacts: i64 = row.try_get("moved_contacts").map_err(error())?;
+    let moved_cases: i64 = row.try_get("moved_cases").map_err(error())?;
+    Ok(Some(CustomerMerge {
+        id,
+        survivor_id: CustomerId::from_uuid(row.try_get("survivor_id").map_err(error())?),
+        merged_id: CustomerId::from_uuid(row.try_get("merged_id").map_err(error())?),
+        reason: row.try_get("reason").map_err(error())?,
+        merged_by: row.try_get("merged_by").map_err(error())?,
+        merged_at: row.try_get("merged_at").map_err(error())?,
+        filled_columns: row.try_get("filled_columns").map_err(error())?,
+        moved_contacts: u32::try_from(moved_contacts).unwrap_or(u32::MAX),
+        moved_cases: u32::try_from(moved_cases).unwrap_or(u32::MAX),
+        unmerged_by: row.try_get("unmerged_by").map_err(error())?,
+        unmerged_at: row.try_get("unmerged_at").map_err(error())?,
+        unmerge_reason: row.try_get("unmerge_reason").map_err(error())?,
+    }))
+}
+
+fn suggestion(row: &PgRow) -> CasesResult<MatchSuggestion> {
+    let error = || CasesError::database("read match suggestion");
+    let status: String = row.try_get("status").map_err(error())?;
+    let confidence: i16 = row.try_get("confidence").map_err(error())?;
+    Ok(MatchSuggestion {
+        id: row.try_get("id").map_err(error())?,
+        customer_id: CustomerId::from_uuid(row.try_get("customer_id").map_err(error())?),
+        candidate_id: CustomerId::from_uuid(row.try_get("candidate_id").map_err(error())?),
+        contact_id: ContactId::from_uuid(row.try_get("contact_id").map_err(error())?),
+        confidence: u8::try_from(confidence).unwrap_or_default(),
+        signals: row.try_get("signals").map_err(error())?,
+        status: SuggestionStatus::parse(&status).map_err(CasesError::corrupt("match_suggestions.status"))?,
+        created_at: row.try_get("created_at").map_err(error())?,
+        decided_by: row.try_get("decided_by").map_err(error())?,
+        decided_at: row.try_get("decided_at").map_err(error())?,
+    })
+}
+
 fn stored_case(row: &PgRow) -> CasesResult<StoredCase> {
     let error = || CasesError::database("read case");
     Ok(StoredCase {
@@ -853,7 +948,7 @@ impl CasesStore for PgCasesStore {
         let mut query = QueryBuilder::<Postgres>::new(concat!(
             "SELECT ",
             customer_columns!(),
-            " FROM customers WHERE true"
+            " FROM customers WHERE merged_into IS NULL"
         ));
         if let Some(phone) = &search.phone {
             query
@@ -1078,6 +1173,373 @@ impl CasesStore for PgCasesStore {
         apply_pending_outcomes(&mut tx, &contact_ids, now).await?;
         tx.commit().await.map_err(CasesError::database("commit"))?;
         Ok(())
+    }
+
+    async fn match_suggestions(
+        &self,
+        customer_id: Option<CustomerId>,
+        limit: usize,
+    ) -> CasesResult<Vec<MatchSuggestion>> {
+        let limit = clamp_page(limit, SEARCH_PAGE_MAX);
+        sqlx::query(concat!(
+            "SELECT ",
+            suggestion_columns!(),
+            " FROM match_suggestions WHERE status = 'open' \
+               AND ($1::uuid IS NULL OR customer_id = $1 OR candidate_id = $1) \
+             ORDER BY created_at DESC, id DESC LIMIT $2"
+        ))
+        .bind(customer_id.map(|id| id.as_uuid()))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(CasesError::database("list match suggestions"))?
+        .iter()
+        .map(suggestion)
+        .collect()
+    }
+
+    async fn dismiss_suggestion(&self, id: Uuid, actor: &str) -> CasesResult<Option<MatchSuggestion>> {
+        let mut tx = self.pool.begin().await.map_err(CasesError::database("begin"))?;
+        let current = sqlx::query(concat!(
+            "SELECT ",
+            suggestion_columns!(),
+            " FROM match_suggestions WHERE id = $1 FOR UPDATE"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(CasesError::database("read match suggestion"))?;
+        let Some(current) = current.as_ref().map(suggestion).transpose()? else {
+            return Ok(None);
+        };
+        if current.status != SuggestionStatus::Open {
+            return Err(CasesError::MergeRefused(format!(
+                "the suggestion is already {}",
+                current.status.as_str()
+            )));
+        }
+        let row = sqlx::query(concat!(
+            "UPDATE match_suggestions SET status = 'dismissed', decided_by = $2, decided_at = $3 WHERE id = $1 RETURNING ",
+            suggestion_columns!()
+        ))
+        .bind(id)
+        .bind(actor)
+        .bind(to_micros(Utc::now()))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(CasesError::database("dismiss match suggestion"))?;
+        tx.commit().await.map_err(CasesError::database("commit"))?;
+        suggestion(&row).map(Some)
+    }
+
+    #[tracing::instrument(name = "cases.merge_customers", skip_all, fields(survivor_id = %request.survivor_id, merged_id = %request.merged_id))]
+    async fn merge_customers(&self, request: &MergeRequest) -> CasesResult<Option<CustomerMerge>> {
+        if request.survivor_id == request.merged_id {
+            return Err(CasesError::MergeRefused(
+                "a customer cannot be merged with itself".to_owned(),
+            ));
+        }
+        let now = to_micros(Utc::now());
+        let (survivor, merged) = (request.survivor_id.as_uuid(), request.merged_id.as_uuid());
+        let mut tx = self.pool.begin().await.map_err(CasesError::database("begin"))?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            customer_columns!(),
+            ", merged_into FROM customers WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+        ))
+        .bind([survivor, merged].as_slice())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(CasesError::database("lock customers"))?;
+        let mut survivor_row = None;
+        let mut merged_row = None;
+        for row in &rows {
+            let merged_into: Option<Uuid> = row
+                .try_get("merged_into")
+                .map_err(CasesError::database("read customer"))?;
+            let customer = customer_row(row)?;
+            if let Some(into) = merged_into {
+                return Err(CasesError::MergeRefused(format!(
+                    "customer {} was merged into {into}",
+                    customer.id
+                )));
+            }
+            if customer.id == request.survivor_id {
+                survivor_row = Some(customer);
+            } else {
+                merged_row = Some(customer);
+            }
+        }
+        let (Some(survivor_row), Some(merged_row)) = (survivor_row, merged_row) else {
+            return Ok(None);
+        };
+        let filled: Vec<&str> = columns_to_fill(&survivor_row, &merged_row);
+        let merge_id = Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO customer_merges (id, survivor_id, merged_id, reason, merged_by, merged_at, filled_columns) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(merge_id)
+        .bind(survivor)
+        .bind(merged)
+        .bind(&request.reason)
+        .bind(&request.actor)
+        .bind(now)
+        .bind(&filled)
+        .execute(&mut *tx)
+        .await
+        .map_err(CasesError::database("insert merge"))?;
+
+        // Open cases of both for one service: the merged customer's contacts
+        // join the survivor's case and its own case closes.
+        let duplicates = sqlx::query(
+            "SELECT m.id AS merged_case, s.id AS survivor_case, s.reference AS survivor_reference \
+             FROM cases m JOIN cases s ON s.customer_id = $2 AND s.service = m.service \
+                 AND s.status IN ('open', 'waiting_on_resident', 'waiting_on_council') \
+             WHERE m.customer_id = $1 AND m.status IN ('open', 'waiting_on_resident', 'waiting_on_council') \
+             ORDER BY m.id",
+        )
+        .bind(merged)
+        .bind(survivor)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(CasesError::database("find duplicate cases"))?;
+        for row in duplicates {
+            let error = || CasesError::database("read duplicate cases");
+            let merged_case: Uuid = row.try_get("merged_case").map_err(error())?;
+            let survivor_case: Uuid = row.try_get("survivor_case").map_err(error())?;
+            let survivor_reference: String = row.try_get("survivor_reference").map_err(error())?;
+            sqlx::query(
+                "INSERT INTO customer_merge_moves (merge_id, kind, item_id, from_customer, from_case) \
+                 SELECT $1, 'contact', id, customer_id, case_id FROM contacts WHERE case_id = $2",
+            )
+            .bind(merge_id)
+            .bind(merged_case)
+            .execute(&mut *tx)
+            .await
+            .map_err(CasesError::database("record moved contacts"))?;
+            sqlx::query("UPDATE contacts SET case_id = $2, customer_id = $3 WHERE case_id = $1")
+                .bind(merged_case)
+                .bind(survivor_case)
+                .bind(survivor)
+                .execute(&mut *tx)
+                .await
+                .map_err(CasesError::database("move contacts"))?;
+            let Some(current) = current_case(&mut tx, CaseId::from_uuid(merged_case)).await? else {
+                continue;
+            };
+            sqlx::query(
+                "INSERT INTO customer_merge_moves (merge_id, kind, item_id, from_customer, from_status) \
+                 VALUES ($1, 'case', $2, $3, $4)",
+            )
+            .bind(merge_id)
+            .bind(merged_case)
+            .bind(merged)
+            .bind(current.status.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(CasesError::database("record closed case"))?;
+            let update = plan_status_change(
+                &current,
+                CaseStatus::Closed,
+                format!("customers merged: contacts moved to case {survivor_reference}"),
+                request.actor.clone(),
+                None,
+                now,
+            );
+            write_status_update(&mut tx, current.id, update).await?;
+        }
+        sqlx::query(
+            "INSERT INTO customer_merge_moves (merge_id, kind, item_id, from_customer, from_case) \
+             SELECT $1, 'contact', id, customer_id, case_id FROM contacts WHERE customer_id = $2 \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(merge_id)
+        .bind(merged)
+        .execute(&mut *tx)
+        .await
+        .map_err(CasesError::database("record moved contacts"))?;
+        sqlx::query(
+            "INSERT INTO customer_merge_moves (merge_id, kind, item_id, from_customer) \
+             SELECT $1, 'case', id, customer_id FROM cases WHERE customer_id = $2 \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(merge_id)
+        .bind(merged)
+        .execute(&mut *tx)
+        .await
+        .map_err(CasesError::database("record moved cases"))?;
+        sqlx::query("UPDATE contacts SET customer_id = $2 WHERE customer_id = $1")
+            .bind(merged)
+            .bind(survivor)
+            .execute(&mut *tx)
+            .await
+            .map_err(CasesError::database("move contacts"))?;
+        sqlx::query("UPDATE cases SET customer_id = $2 WHERE customer_id = $1")
+            .bind(merged)
+            .bind(survivor)
+            .execute(&mut *tx)
+            .await
+            .map_err(CasesError::database("move cases"))?;
+        sqlx::query(
+            "UPDATE customers s SET \
+                name = CASE WHEN 'name' = ANY($3) THEN m.name ELSE s.name END, \
+                name_folded = CASE WHEN 'name' = ANY($3) THEN m.name_folded ELSE s.name_folded END, \
+                phone_e164 = CASE WHEN 'phone_e164' = ANY($3) THEN m.phone_e164 ELSE s.phone_e164 END, \
+                email = CASE WHEN 'email' = ANY($3) THEN m.email ELSE s.email END, \
+                postcode = CASE WHEN 'postcode' = ANY($3) THEN m.postcode ELSE s.postcode END, \
+                address_line = CASE WHEN 'address_line' = ANY($3) THEN m.address_line ELSE s.address_line END, \
+                uprn = CASE WHEN 'uprn' = ANY($3) THEN m.uprn ELSE s.uprn END \
+             FROM customers m WHERE s.id = $1 AND m.id = $2",
+        )
+        .bind(survivor)
+        .bind(merged)
+        .bind(&filled)
+        .execute(&mut *tx)
+        .await
+        .map_err(CasesError::database("fill in survivor"))?;
+        sqlx::query("UPDATE customers SET merged_into = $2 WHERE id = $1")
+            .bind(merged)
+            .bind(survivor)
+            .execute(&mut *tx)
+            .await
+            .map_err(CasesError::database("mark customer merged"))?;
+        sqlx::query(
+            "UPDATE match_suggestions SET status = 'merged', decided_by = $3, decided_at = $4 \
+             WHERE status = 'open' AND ((customer_id = $1 AND candidate_id = $2) OR (customer_id = $2 AND candidate_id = $1))",
+        )
+        .bind(survivor)
+        .bind(merged)
+        .bind(&request.actor)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(CasesError::database("close match suggestions"))?;
+        let merge = read_merge(&mut tx, merge_id, false).await?;
+        tx.commit().await.map_err(CasesError::database("commit"))?;
+        Ok(merge)
+    }
+
+    #[tracing::instrument(name = "cases.unmerge_customers", skip_all, fields(merge_id = %merge_id))]
+    async fn unmerge_customers(
+        &self,
+        merge_id: Uuid,
+        actor: &str,
+        reason: &str,
+    ) -> CasesResult<Option<CustomerMerge>> {
+        let now = to_micros(Utc::now());
+        let mut tx = self.pool.begin().await.map_err(CasesError::database("begin"))?;
+        let Some(merge) = read_merge(&mut tx, merge_id, true).await? else {
+            return Ok(None);
+        };
+        if merge.unmerged_at.is_some() {
+            return Err(CasesError::MergeRefused(
+                "the merge was already undone".to_owned(),
+            ));
+        }
+        let (survivor, merged) = (merge.survivor_id.as_uuid(), merge.merged_id.as_uuid());
+        sqlx::query("SELECT id FROM customers WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+            .bind([survivor, merged].as_slice())
+            .execute(&mut *tx)
+            .await
+            .map_err(CasesError::database("lock customers"))?;
+        sqlx::query(
+            "UPDATE contacts c SET customer_id = m.from_customer, case_id = m.from_case \
+             FROM customer_merge_moves m WHERE m.merge_id = $1 AND m.kind = 'contact' AND c.id = m.item_id",
+        )
+        .bind(merge_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(CasesError::database("move contacts back"))?;
+        let closed = sqlx::query(
+            "SELECT item_id, from_status FROM customer_merge_moves \
+             WHERE merge_id = $1 AND kind = 'case' AND from_status IS NOT NULL ORDER BY item_id",
+        )
+        .bind(merge_id)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(CasesError::database("read closed cases"))?;
+        sqlx::query(
+            "UPDATE cases c SET customer_id = m.from_customer \
+             FROM customer_merge_moves m WHERE m.merge_id = $1 AND m.kind = 'case' AND c.id = m.item_id",
+        )
+        .bind(merge_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(CasesError::database("move cases back"))?;
+        for row in closed {
+            let error = || CasesError::database("read closed cases");
+            let case_id = CaseId::from_uuid(row.try_get("item_id").map_err(error())?);
+            let from_status: String = row.try_get("from_status").map_err(error())?;
+            let from_status = CaseStatus::parse(&from_status)
+                .map_err(CasesError::corrupt("customer_merge_moves.from_status"))?;
+            let Some(current) = current_case(&mut tx, case_id).await? else {
+                continue;
+            };
+            if current.status == CaseStatus::Closed {
+                let update = plan_status_change(
+                    &current,
+                    from_status,
+                    "customers un-merged: case restored".to_owned(),
+                    actor.to_owned(),
+                    None,
+                    now,
+                );
+                write_status_update(&mut tx, case_id, update).await?;
+            }
+        }
+        sqlx::query(
+            "UPDATE customers s SET \
+                name = CASE WHEN 'name' = ANY($3) AND s.name IS NOT DISTINCT FROM m.name THEN NULL ELSE s.name END, \
+                name_folded = CASE WHEN 'name' = ANY($3) AND s.name IS NOT DISTINCT FROM m.name THEN NULL ELSE s.name_folded END, \
+                phone_e164 = CASE WHEN 'phone_e164' = ANY($3) AND s.phone_e164 IS NOT DISTINCT FROM m.phone_e164 THEN NULL ELSE s.phone_e164 END, \
+                email = CASE WHEN 'email' = ANY($3) AND s.email IS NOT DISTINCT FROM m.email THEN NULL ELSE s.email END, \
+                postcode = CASE WHEN 'postcode' = ANY($3) AND s.postcode IS NOT DISTINCT FROM m.postcode THEN NULL ELSE s.postcode END, \
+                address_line = CASE WHEN 'address_line' = ANY($3) AND s.address_line IS NOT DISTINCT FROM m.address_line THEN NULL ELSE s.address_line END, \
+                uprn = CASE WHEN 'uprn' = ANY($3) AND s.uprn IS NOT DISTINCT FROM m.uprn THEN NULL ELSE s.uprn END \
+             FROM customers m WHERE s.id = $1 AND m.id = $2",
+        )
+        .bind(survivor)
+        .bind(merged)
+        .bind(&merge.filled_columns)
+        .execute(&mut *tx)
+        .await
+        .map_err(CasesError::database("clear filled-in identifiers"))?;
+        sqlx::query("UPDATE customers SET merged_into = NULL WHERE id = $1")
+            .bind(merged)
+            .execute(&mut *tx)
+            .await
+            .map_err(CasesError::database("unmark customer merged"))?;
+        sqlx::query(
+            "UPDATE customer_merges SET unmerged_by = $2, unmerged_at = $3, unmerge_reason = $4 WHERE id = $1",
+        )
+        .bind(merge_id)
+        .bind(actor)
+        .bind(now)
+        .bind(reason)
+        .execute(&mut *tx)
+        .await
+        .map_err(CasesError::database("record un-merge"))?;
+        let merge = read_merge(&mut tx, merge_id, false).await?;
+        tx.commit().await.map_err(CasesError::database("commit"))?;
+        Ok(merge)
+    }
+
+    async fn customer_merges(&self, customer_id: CustomerId) -> CasesResult<Vec<CustomerMerge>> {
+        let mut tx = self.pool.begin().await.map_err(CasesError::database("begin"))?;
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM customer_merges WHERE survivor_id = $1 OR merged_id = $1 ORDER BY merged_at, id",
+        )
+        .bind(customer_id.as_uuid())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(CasesError::database("list merges"))?;
+        let mut merges = Vec::with_capacity(ids.len());
+        for id in ids {
+            merges.extend(read_merge(&mut tx, id, false).await?);
+        }
+        tx.commit().await.map_err(CasesError::database("commit"))?;
+        Ok(merges)
     }
 
     async fn check(&self) -> CasesResult<()> {

@@ -29,6 +29,7 @@ use crate::lifecycle::{
     ACTOR_ROUTING, CaseNote, CaseRules, ContactOutcome, CurrentCase, IncomingOutcome, StatusChange,
     StatusRecord, StatusUpdate, check_transition, is_reopen, plan_status_change, status_after,
 };
+use crate::merges::{CustomerMerge, MatchSuggestion, MergeRequest, SuggestionStatus, columns_to_fill};
 use crate::model::{
     ApplyOutcome, Case, CaseDetail, CaseKey, CaseStatus, Contact, Customer, CustomerSearch, EntryKind,
     IncomingContact, PageToken, QuotedReference, SEARCH_PAGE_MAX, TIMELINE_PAGE_MAX, Timeline, fold_name,
@@ -47,6 +48,11 @@ pub const FILE_NAME: &str = "cases.db";
 macro_rules! customer_columns {
     () => {
         "id, name, phone_e164, email, postcode, address_line, uprn, created_at"
+    };
+}
+macro_rules! suggestion_columns {
+    () => {
+        "id, customer_id, candidate_id, contact_id, confidence, signals, status, created_at, decided_by, decided_at"
     };
 }
 macro_rules! case_columns {
@@ -159,17 +165,22 @@ impl SqliteCasesStore {
                 .insert(ContactId::from_uuid(parse_uuid("contacts.id", &id)?));
         }
 
-        if keys.phones.is_empty() && keys.emails.is_empty() {
+        if !keys.has_identifiers() {
             return Ok(snapshot);
         }
         snapshot.customers = sqlx::query(concat!(
             "SELECT ",
             customer_columns!(),
-            " FROM customers WHERE phone_e164 IN (SELECT value FROM json_each(?1)) \
-              OR email IN (SELECT value FROM json_each(?2))"
+            " FROM customers WHERE merged_into IS NULL \
+               AND (phone_e164 IN (SELECT value FROM json_each(?1)) \
+                    OR email IN (SELECT value FROM json_each(?2)) \
+                    OR uprn IN (SELECT value FROM json_each(?3)) \
+                    OR postcode IN (SELECT value FROM json_each(?4)))"
         ))
         .bind(json_strings(&keys.phones))
         .bind(json_strings(&keys.emails))
+        .bind(json_strings(&keys.uprns))
+        .bind(json_strings(&keys.postcodes))
         .fetch_all(&mut **tx)
         .await
         .map_err(CasesError::database("look up customers"))?
@@ -301,6 +312,24 @@ impl SqliteCasesStore {
             .execute(&mut **tx)
             .await
             .map_err(CasesError::database("insert contact"))?;
+        }
+
+        for row in plan.distinct_suggestions() {
+            sqlx::query(
+                "INSERT INTO match_suggestions (id, customer_id, candidate_id, contact_id, confidence, signals, status, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'open', ?7) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(text_id(row.id))
+            .bind(text_id(row.customer_id.as_uuid()))
+            .bind(text_id(row.candidate_id.as_uuid()))
+            .bind(text_id(row.contact_id.as_uuid()))
+            .bind(i64::from(row.confidence))
+            .bind(json_strings(&row.signals))
+            .bind(micros(plan.now))
+            .execute(&mut **tx)
+            .await
+            .map_err(CasesError::database("insert match suggestion"))?;
         }
 
         if !plan.inbox.is_empty() {
@@ -596,6 +625,65 @@ fn customer_row(row: &SqliteRow) -> CasesResult<CustomerRow> {
     })
 }
 
+/// A merge with the counts of what it moved. The caller's transaction began
+/// with `BEGIN IMMEDIATE` when it goes on to write.
+async fn read_merge(tx: &mut Transaction<'static, Sqlite>, id: Uuid) -> CasesResult<Option<CustomerMerge>> {
+    let row = sqlx::query(
+        "SELECT m.*,                 (SELECT count(*) FROM customer_merge_moves v WHERE v.merge_id = m.id AND v.kind = 'contact') AS moved_contacts,                 (SELECT count(*) FROM customer_merge_moves v WHERE v.merge_id = m.id AND v.kind = 'case') AS moved_cases          FROM customer_merges m WHERE m.id = ?1",
+    )
+    .bind(text_id(id))
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(CasesError::database("read merge"))?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let error = || CasesError::database("read merge");
+    let moved_contacts: i64 = row.try_get("moved_contacts").map_err(error())?;
+    let moved_cases: i64 = row.try_get("moved_cases").map_err(error())?;
+    let filled: String = row.try_get("filled_columns").map_err(error())?;
+    Ok(Some(CustomerMerge {
+        id,
+        survivor_id: CustomerId::from_uuid(uuid_column(&row, "survivor_id")?),
+        merged_id: CustomerId::from_uuid(uuid_column(&row, "merged_id")?),
+        reason: row.try_get("reason").map_err(error())?,
+        merged_by: row.try_get("merged_by").map_err(error())?,
+        merged_at: time_column(&row, "merged_at")?,
+        filled_columns: from_json_strings("customer_merges.filled_columns", &filled)?,
+        moved_contacts: u32::try_from(moved_contacts).unwrap_or(u32::MAX),
+        moved_cases: u32::try_from(moved_cases).unwrap_or(u32::MAX),
+        unmerged_by: row.try_get("unmerged_by").map_err(error())?,
+        unmerged_at: optional_time_column(&row, "unmerged_at")?,
+        unmerge_reason: row.try_get("unmerge_reason").map_err(error())?,
+    }))
+}
+
+fn from_json_strings(column: &'static str, text: &str) -> CasesResult<Vec<String>> {
+    serde_json::from_str(text).map_err(|error| CasesError::Corrupt {
+        column,
+        reason: error.to_string(),
+    })
+}
+
+fn suggestion(row: &SqliteRow) -> CasesResult<MatchSuggestion> {
+    let error = || CasesError::database("read match suggestion");
+    let status: String = row.try_get("status").map_err(error())?;
+    let confidence: i64 = row.try_get("confidence").map_err(error())?;
+    let signals: String = row.try_get("signals").map_err(error())?;
+    Ok(MatchSuggestion {
+        id: uuid_column(row, "id")?,
+        customer_id: CustomerId::from_uuid(uuid_column(row, "customer_id")?),
+        candidate_id: CustomerId::from_uuid(uuid_column(row, "candidate_id")?),
+        contact_id: ContactId::from_uuid(uuid_column(row, "contact_id")?),
+        confidence: u8::try_from(confidence).unwrap_or_default(),
+        signals: from_json_strings("match_suggestions.signals", &signals)?,
+        status: SuggestionStatus::parse(&status).map_err(CasesError::corrupt("match_suggestions.status"))?,
+        created_at: time_column(row, "created_at")?,
+        decided_by: row.try_get("decided_by").map_err(error())?,
+        decided_at: optional_time_column(row, "decided_at")?,
+    })
+}
+
 fn stored_case(row: &SqliteRow) -> CasesResult<StoredCase> {
     let error = || CasesError::database("read case");
     Ok(StoredCase {
@@ -797,8 +885,11 @@ impl CasesStore for SqliteCasesStore {
             return Ok(Vec::new());
         }
         let limit = clamp_page(limit, SEARCH_PAGE_MAX);
-        let mut query =
-            QueryBuilder::<Sqlite>::new(concat!("SELECT ", customer_columns!(), " FROM customers WHERE 1"));
+        let mut query = QueryBuilder::<Sqlite>::new(concat!(
+            "SELECT ",
+            customer_columns!(),
+            " FROM customers WHERE merged_into IS NULL"
+        ));
         if let Some(phone) = &search.phone {
             query
                 .push(" AND phone_e164 = ")
@@ -1013,6 +1104,393 @@ impl CasesStore for SqliteCasesStore {
         apply_pending_outcomes(&mut tx, json_ids(contact_ids.into_iter()), now).await?;
         tx.commit().await.map_err(CasesError::database("commit"))?;
         Ok(())
+    }
+
+    async fn match_suggestions(
+        &self,
+        customer_id: Option<CustomerId>,
+        limit: usize,
+    ) -> CasesResult<Vec<MatchSuggestion>> {
+        let limit = clamp_page(limit, SEARCH_PAGE_MAX);
+        sqlx::query(concat!(
+            "SELECT ",
+            suggestion_columns!(),
+            " FROM match_suggestions WHERE status = 'open' \
+               AND (?1 IS NULL OR customer_id = ?1 OR candidate_id = ?1) \
+             ORDER BY created_at DESC, id DESC LIMIT ?2"
+        ))
+        .bind(customer_id.map(|id| text_id(id.as_uuid())))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(CasesError::database("list match suggestions"))?
+        .iter()
+        .map(suggestion)
+        .collect()
+    }
+
+    async fn dismiss_suggestion(&self, id: Uuid, actor: &str) -> CasesResult<Option<MatchSuggestion>> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(CasesError::database("begin"))?;
+        let current = sqlx::query(concat!(
+            "SELECT ",
+            suggestion_columns!(),
+            " FROM match_suggestions WHERE id = ?1"
+        ))
+        .bind(text_id(id))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(CasesError::database("read match suggestion"))?;
+        let Some(current) = current.as_ref().map(suggestion).transpose()? else {
+            return Ok(None);
+        };
+        if current.status != SuggestionStatus::Open {
+            return Err(CasesError::MergeRefused(format!(
+                "the suggestion is already {}",
+                current.status.as_str()
+            )));
+        }
+        let row = sqlx::query(concat!(
+            "UPDATE match_suggestions SET status = 'dismissed', decided_by = ?2, decided_at = ?3 WHERE id = ?1 RETURNING ",
+            suggestion_columns!()
+        ))
+        .bind(text_id(id))
+        .bind(actor)
+        .bind(micros(Utc::now()))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(CasesError::database("dismiss match suggestion"))?;
+        tx.commit().await.map_err(CasesError::database("commit"))?;
+        suggestion(&row).map(Some)
+    }
+
+    #[tracing::instrument(name = "cases.merge_customers", skip_all, fields(survivor_id = %request.survivor_id, merged_id = %request.merged_id))]
+    async fn merge_customers(&self, request: &MergeRequest) -> CasesResult<Option<CustomerMerge>> {
+        if request.survivor_id == request.merged_id {
+            return Err(CasesError::MergeRefused(
+                "a customer cannot be merged with itself".to_owned(),
+            ));
+        }
+        let now = to_micros(Utc::now());
+        let (survivor, merged) = (
+            text_id(request.survivor_id.as_uuid()),
+            text_id(request.merged_id.as_uuid()),
+        );
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(CasesError::database("begin"))?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            customer_columns!(),
+            ", merged_into FROM customers WHERE id IN (?1, ?2)"
+        ))
+        .bind(&survivor)
+        .bind(&merged)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(CasesError::database("read customers"))?;
+        let mut survivor_row = None;
+        let mut merged_row = None;
+        for row in &rows {
+            let merged_into: Option<String> = row
+                .try_get("merged_into")
+                .map_err(CasesError::database("read customer"))?;
+            let customer = customer_row(row)?;
+            if let Some(into) = merged_into {
+                return Err(CasesError::MergeRefused(format!(
+                    "customer {} was merged into {into}",
+                    customer.id
+                )));
+            }
+            if customer.id == request.survivor_id {
+                survivor_row = Some(customer);
+            } else {
+                merged_row = Some(customer);
+            }
+        }
+        let (Some(survivor_row), Some(merged_row)) = (survivor_row, merged_row) else {
+            return Ok(None);
+        };
+        let filled: Vec<String> = columns_to_fill(&survivor_row, &merged_row)
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let filled_json = json_strings(&filled);
+        let merge_id = Uuid::now_v7();
+        let merge_text = text_id(merge_id);
+        sqlx::query(
+            "INSERT INTO customer_merges (id, survivor_id, merged_id, reason, merged_by, merged_at, filled_columns) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .bind(&merge_text)
+        .bind(&survivor)
+        .bind(&merged)
+        .bind(&request.reason)
+        .bind(&request.actor)
+        .bind(micros(now))
+        .bind(&filled_json)
+        .execute(&mut *tx)
+        .await
+        .map_err(CasesError::database("insert merge"))?;
+
+        let duplicates = sqlx::query(
+            "SELECT m.id AS merged_case, s.id AS survivor_case, s.reference AS survivor_reference \
+             FROM cases m JOIN cases s ON s.customer_id = ?2 AND s.service = m.service \
+                 AND s.status IN ('open', 'waiting_on_resident', 'waiting_on_council') \
+             WHERE m.customer_id = ?1 AND m.status IN ('open', 'waiting_on_resident', 'waiting_on_council') \
+             ORDER BY m.id",
+        )
+        .bind(&merged)
+        .bind(&survivor)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(CasesError::database("find duplicate cases"))?;
+        for row in duplicates {
+            let merged_case = uuid_column(&row, "merged_case")?;
+            let survivor_case = uuid_column(&row, "survivor_case")?;
+            let survivor_reference: String = row
+                .try_get("survivor_reference")
+                .map_err(CasesError::database("read duplicate cases"))?;
+            sqlx::query(
+                "INSERT INTO customer_merge_moves (merge_id, kind, item_id, from_customer, from_case) \
+                 SELECT ?1, 'contact', id, customer_id, case_id FROM contacts WHERE case_id = ?2",
+            )
+            .bind(&merge_text)
+            .bind(text_id(merged_case))
+            .execute(&mut *tx)
+            .await
+            .map_err(CasesError::database("record moved contacts"))?;
+            sqlx::query("UPDATE contacts SET case_id = ?2, customer_id = ?3 WHERE case_id = ?1")
+                .bind(text_id(merged_case))
+                .bind(text_id(survivor_case))
+                .bind(&survivor)
+                .execute(&mut *tx)
+                .await
+                .map_err(CasesError::database("move contacts"))?;
+            let Some(current) = current_case(&mut tx, CaseId::from_uuid(merged_case)).await? else {
+                continue;
+            };
+            sqlx::query(
+                "INSERT INTO customer_merge_moves (merge_id, kind, item_id, from_customer, from_status) \
+                 VALUES (?1, 'case', ?2, ?3, ?4)",
+            )
+            .bind(&merge_text)
+            .bind(text_id(merged_case))
+            .bind(&merged)
+            .bind(current.status.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(CasesError::database("record closed case"))?;
+            let update = plan_status_change(
+                &current,
+                CaseStatus::Closed,
+                format!("customers merged: contacts moved to case {survivor_reference}"),
+                request.actor.clone(),
+                None,
+                now,
+            );
+            write_status_update(&mut tx, current.id, update).await?;
+        }
+        sqlx::query(
+            "INSERT INTO customer_merge_moves (merge_id, kind, item_id, from_customer, from_case) \
+             SELECT ?1, 'contact', id, customer_id, case_id FROM contacts WHERE customer_id = ?2 \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&merge_text)
+        .bind(&merged)
+        .execute(&mut *tx)
+        .await
+        .map_err(CasesError::database("record moved contacts"))?;
+        sqlx::query(
+            "INSERT INTO customer_merge_moves (merge_id, kind, item_id, from_customer) \
+             SELECT ?1, 'case', id, customer_id FROM cases WHERE customer_id = ?2 \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&merge_text)
+        .bind(&merged)
+        .execute(&mut *tx)
+        .await
+        .map_err(CasesError::database("record moved cases"))?;
+        sqlx::query("UPDATE contacts SET customer_id = ?2 WHERE customer_id = ?1")
+            .bind(&merged)
+            .bind(&survivor)
+            .execute(&mut *tx)
+            .await
+            .map_err(CasesError::database("move contacts"))?;
+        sqlx::query("UPDATE cases SET customer_id = ?2 WHERE customer_id = ?1")
+            .bind(&merged)
+            .bind(&survivor)
+            .execute(&mut *tx)
+            .await
+            .map_err(CasesError::database("move cases"))?;
+        sqlx::query(
+            "UPDATE customers AS s SET \
+                name = CASE WHEN 'name' IN (SELECT value FROM json_each(?3)) THEN m.name ELSE s.name END, \
+                name_folded = CASE WHEN 'name' IN (SELECT value FROM json_each(?3)) THEN m.name_folded ELSE s.name_folded END, \
+                phone_e164 = CASE WHEN 'phone_e164' IN (SELECT value FROM json_each(?3)) THEN m.phone_e164 ELSE s.phone_e164 END, \
+                email = CASE WHEN 'email' IN (SELECT value FROM json_each(?3)) THEN m.email ELSE s.email END, \
+                postcode = CASE WHEN 'postcode' IN (SELECT value FROM json_each(?3)) THEN m.postcode ELSE s.postcode END, \
+                address_line = CASE WHEN 'address_line' IN (SELECT value FROM json_each(?3)) THEN m.address_line ELSE s.address_line END, \
+                uprn = CASE WHEN 'uprn' IN (SELECT value FROM json_each(?3)) THEN m.uprn ELSE s.uprn END \
+             FROM customers AS m WHERE s.id = ?1 AND m.id = ?2",
+        )
+        .bind(&survivor)
+        .bind(&merged)
+        .bind(&filled_json)
+        .execute(&mut *tx)
+        .await
+        .map_err(CasesError::database("fill in survivor"))?;
+        sqlx::query("UPDATE customers SET merged_into = ?2 WHERE id = ?1")
+            .bind(&merged)
+            .bind(&survivor)
+            .execute(&mut *tx)
+            .await
+            .map_err(CasesError::database("mark customer merged"))?;
+        sqlx::query(
+            "UPDATE match_suggestions SET status = 'merged', decided_by = ?3, decided_at = ?4 \
+             WHERE status = 'open' AND ((customer_id = ?1 AND candidate_id = ?2) OR (customer_id = ?2 AND candidate_id = ?1))",
+        )
+        .bind(&survivor)
+        .bind(&merged)
+        .bind(&request.actor)
+        .bind(micros(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(CasesError::database("close match suggestions"))?;
+        let merge = read_merge(&mut tx, merge_id).await?;
+        tx.commit().await.map_err(CasesError::database("commit"))?;
+        Ok(merge)
+    }
+
+    #[tracing::instrument(name = "cases.unmerge_customers", skip_all, fields(merge_id = %merge_id))]
+    async fn unmerge_customers(
+        &self,
+        merge_id: Uuid,
+        actor: &str,
+        reason: &str,
+    ) -> CasesResult<Option<CustomerMerge>> {
+        let now = to_micros(Utc::now());
+        let merge_text = text_id(merge_id);
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(CasesError::database("begin"))?;
+        let Some(merge) = read_merge(&mut tx, merge_id).await? else {
+            return Ok(None);
+        };
+        if merge.unmerged_at.is_some() {
+            return Err(CasesError::MergeRefused(
+                "the merge was already undone".to_owned(),
+            ));
+        }
+        let (survivor, merged) = (
+            text_id(merge.survivor_id.as_uuid()),
+            text_id(merge.merged_id.as_uuid()),
+        );
+        sqlx::query(
+            "UPDATE contacts AS c SET customer_id = m.from_customer, case_id = m.from_case \
+             FROM customer_merge_moves AS m WHERE m.merge_id = ?1 AND m.kind = 'contact' AND c.id = m.item_id",
+        )
+        .bind(&merge_text)
+        .execute(&mut *tx)
+        .await
+        .map_err(CasesError::database("move contacts back"))?;
+        let closed = sqlx::query(
+            "SELECT item_id, from_status FROM customer_merge_moves \
+             WHERE merge_id = ?1 AND kind = 'case' AND from_status IS NOT NULL ORDER BY item_id",
+        )
+        .bind(&merge_text)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(CasesError::database("read closed cases"))?;
+        sqlx::query(
+            "UPDATE cases AS c SET customer_id = m.from_customer \
+             FROM customer_merge_moves AS m WHERE m.merge_id = ?1 AND m.kind = 'case' AND c.id = m.item_id",
+        )
+        .bind(&merge_text)
+        .execute(&mut *tx)
+        .await
+        .map_err(CasesError::database("move cases back"))?;
+        for row in closed {
+            let case_id = CaseId::from_uuid(uuid_column(&row, "item_id")?);
+            let from_status: String = row
+                .try_get("from_status")
+                .map_err(CasesError::database("read closed cases"))?;
+            let from_status = CaseStatus::parse(&from_status)
+                .map_err(CasesError::corrupt("customer_merge_moves.from_status"))?;
+            let Some(current) = current_case(&mut tx, case_id).await? else {
+                continue;
+            };
+            if current.status == CaseStatus::Closed {
+                let update = plan_status_change(
+                    &current,
+                    from_status,
+                    "customers un-merged: case restored".to_owned(),
+                    actor.to_owned(),
+                    None,
+                    now,
+                );
+                write_status_update(&mut tx, case_id, update).await?;
+            }
+        }
+        sqlx::query(
+            "UPDATE customers AS s SET \
+                name = CASE WHEN 'name' IN (SELECT value FROM json_each(?3)) AND s.name IS m.name THEN NULL ELSE s.name END, \
+                name_folded = CASE WHEN 'name' IN (SELECT value FROM json_each(?3)) AND s.name IS m.name THEN NULL ELSE s.name_folded END, \
+                phone_e164 = CASE WHEN 'phone_e164' IN (SELECT value FROM json_each(?3)) AND s.phone_e164 IS m.phone_e164 THEN NULL ELSE s.phone_e164 END, \
+                email = CASE WHEN 'email' IN (SELECT value FROM json_each(?3)) AND s.email IS m.email THEN NULL ELSE s.email END, \
+                postcode = CASE WHEN 'postcode' IN (SELECT value FROM json_each(?3)) AND s.postcode IS m.postcode THEN NULL ELSE s.postcode END, \
+                address_line = CASE WHEN 'address_line' IN (SELECT value FROM json_each(?3)) AND s.address_line IS m.address_line THEN NULL ELSE s.address_line END, \
+                uprn = CASE WHEN 'uprn' IN (SELECT value FROM json_each(?3)) AND s.uprn IS m.uprn THEN NULL ELSE s.uprn END \
+             FROM customers AS m WHERE s.id = ?1 AND m.id = ?2",
+        )
+        .bind(&survivor)
+        .bind(&merged)
+        .bind(json_strings(&merge.filled_columns))
+        .execute(&mut *tx)
+        .await
+        .map_err(CasesError::database("clear filled-in identifiers"))?;
+        sqlx::query("UPDATE customers SET merged_into = NULL WHERE id = ?1")
+            .bind(&merged)
+            .execute(&mut *tx)
+            .await
+            .map_err(CasesError::database("unmark customer merged"))?;
+        sqlx::query(
+            "UPDATE customer_merges SET unmerged_by = ?2, unmerged_at = ?3, unmerge_reason = ?4 WHERE id = ?1",
+        )
+        .bind(&merge_text)
+        .bind(actor)
+        .bind(micros(now))
+        .bind(reason)
+        .execute(&mut *tx)
+        .await
+        .map_err(CasesError::database("record un-merge"))?;
+        let merge = read_merge(&mut tx, merge_id).await?;
+        tx.commit().await.map_err(CasesError::database("commit"))?;
+        Ok(merge)
+    }
+
+    async fn customer_merges(&self, customer_id: CustomerId) -> CasesResult<Vec<CustomerMerge>> {
+        let mut tx = self.pool.begin().await.map_err(CasesError::database("begin"))?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM customer_merges WHERE survivor_id = ?1 OR merged_id = ?1 ORDER BY merged_at, id",
+        )
+        .bind(text_id(customer_id.as_uuid()))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(CasesError::database("list merges"))?;
+        let mut merges = Vec::with_capacity(ids.len());
+        for id in ids {
+            merges.extend(read_merge(&mut tx, parse_uuid("customer_merges.id", &id)?).await?);
+        }
+        tx.commit().await.map_err(CasesError::database("commit"))?;
+        Ok(merges)
     }
 
     async fn check(&self) -> CasesResult<()> {
