@@ -47,6 +47,7 @@ fn demo_launch(settings: &Settings, catalogue: &Arc<Catalogue>, demo: Vec<Submit
         demo_agents: Vec::new(),
         demo_handle_time: switchboard::simulate::DEFAULT_HANDLE_TIME,
         routing: None,
+        partners: app::load_partners(None, catalogue).expect("the built-in partner directory is valid"),
     }
 }
 

@@ -154,11 +154,13 @@ pub async fn start_services_with(
     topology: &Topology,
     routing: Option<app::RoutingSource>,
 ) -> anyhow::Result<Running> {
+    let catalogue = app::load_catalogue(None)?;
     let launch = Launch {
         settings: settings.clone(),
         services,
         topology: topology.clone(),
-        catalogue: Arc::new(app::load_catalogue(None)?),
+        partners: app::load_partners(None, &catalogue)?,
+        catalogue: Arc::new(catalogue),
         bus: None,
         demo: Vec::new(),
         demo_agents: Vec::new(),

@@ -51,7 +51,7 @@ pub fn routing_source(toml: String) -> RoutingSource {
 pub fn seeds_dir_with(routing: &str) -> anyhow::Result<tempfile::TempDir> {
     let dir = tempfile::tempdir()?;
     let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../seeds");
-    for name in ["services.toml", "offices.toml"] {
+    for name in ["services.toml", "offices.toml", "partners.toml"] {
         std::fs::copy(seeds.join(name), dir.path().join(name)).with_context(|| format!("copy {name}"))?;
     }
     std::fs::write(dir.path().join("routing.toml"), routing)?;

@@ -58,6 +58,9 @@ pub enum CasesError {
     /// allow; the message says why (ids only).
     #[error("{0}")]
     MergeRefused(String),
+    /// A signpost or referral, or its outcome, that the referral rules refuse.
+    #[error("referral refused: {0}")]
+    Referral(#[from] crate::referrals::ReferralError),
 
     /// The bus failed in a way the consumer cannot wait out.
     #[error("bus failed")]
@@ -89,7 +92,8 @@ impl CasesError {
             | CasesError::InvalidPageToken
             | CasesError::Transition(_)
             | CasesError::AnotherOpenCase { .. }
-            | CasesError::MergeRefused(_) => false,
+            | CasesError::MergeRefused(_)
+            | CasesError::Referral(_) => false,
         }
     }
 }

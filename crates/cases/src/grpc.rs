@@ -22,7 +22,9 @@ use crate::model::{
     CaseKey, CaseStatus, CustomerSearch, PageToken, SEARCH_PAGE_DEFAULT, SEARCH_PAGE_MAX,
     TIMELINE_PAGE_DEFAULT, TIMELINE_PAGE_MAX,
 };
+use crate::referrals::ReferralError;
 use crate::store::CasesStore;
+use crate::wire::{new_referral, referral_outcome};
 
 /// The `CaseService` implementation.
 #[derive(Clone)]
@@ -66,6 +68,7 @@ fn store_status(error: &CasesError) -> Status {
         CasesError::Transition(_) | CasesError::AnotherOpenCase { .. } | CasesError::MergeRefused(_) => {
             Status::failed_precondition(error.to_string())
         }
+        CasesError::Referral(refused) => referral_status(refused),
         error if error.is_transient() => status::unavailable(error),
         error => status::internal(error),
     }
@@ -298,6 +301,52 @@ impl CaseService for CasesGrpc {
                 merges: merges.into_iter().map(Into::into).collect(),
             })),
             Err(error) => Err(store_status(&error)),
+        }
+    }
+
+    #[tracing::instrument(name = "cases.make_referral", skip_all, fields(case_id, partner_id))]
+    async fn make_referral(
+        &self,
+        request: Request<v1::MakeReferralRequest>,
+    ) -> Result<Response<v1::Referral>, Status> {
+        let made_by = Principal::require(&request)?.subject.clone();
+        let referral = new_referral(request.get_ref(), made_by, chrono::Utc::now())
+            .map_err(|errors| status::invalid_argument(&errors))?;
+        let span = tracing::Span::current();
+        span.record("case_id", tracing::field::display(referral.case_id));
+        span.record("partner_id", tracing::field::display(&referral.partner_id));
+        match self.store.make_referral(&referral).await {
+            Ok(Some(made)) => Ok(Response::new(made.into())),
+            Ok(None) => Err(Status::not_found("no such case")),
+            Err(error) => Err(store_status(&error)),
+        }
+    }
+
+    #[tracing::instrument(name = "cases.record_referral_outcome", skip_all, fields(referral_id))]
+    async fn record_referral_outcome(
+        &self,
+        request: Request<v1::RecordReferralOutcomeRequest>,
+    ) -> Result<Response<v1::Referral>, Status> {
+        let reported_by = Principal::require(&request)?.subject.clone();
+        let outcome = referral_outcome(request.get_ref(), reported_by)
+            .map_err(|errors| status::invalid_argument(&errors))?;
+        tracing::Span::current().record("referral_id", tracing::field::display(outcome.referral_id));
+        match self.store.record_referral_outcome(&outcome).await {
+            Ok(Some(referral)) => Ok(Response::new(referral.into())),
+            Ok(None) => Err(Status::not_found("no such referral")),
+            Err(error) => Err(store_status(&error)),
+        }
+    }
+}
+
+/// A refused referral: bad input names its field, the rest is a precondition.
+fn referral_status(error: &ReferralError) -> Status {
+    match error {
+        ReferralError::UnknownPartner(_) => status::invalid_field("partner_id", &error.to_string()),
+        ReferralError::ConsentRequired { .. } => status::invalid_field("consent_given", &error.to_string()),
+        ReferralError::NotAnOutcome(_) => status::invalid_field("status", &error.to_string()),
+        ReferralError::CaseClosed | ReferralError::OutcomeAlreadyReported { .. } => {
+            Status::failed_precondition(error.to_string())
         }
     }
 }

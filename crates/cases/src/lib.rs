@@ -34,6 +34,8 @@
 //! - [`merges`]: possible matches suggested to agents, and merging two
 //!   customers into one and undoing it, each step recorded.
 //! - [`model`]: customers, cases, contacts, timeline pages, search criteria.
+//! - [`referrals`]: signposts and referrals to partner organisations on a
+//!   case (the partner directory, consent, outcomes) and their types.
 //! - [`error`]: [`CasesError`] and [`CasesResult`].
 
 pub mod consumer;
@@ -44,6 +46,7 @@ pub mod lifecycle;
 pub mod merges;
 pub mod model;
 mod plan;
+pub mod referrals;
 pub mod store;
 mod wire;
 
@@ -60,4 +63,7 @@ pub use model::{
     TIMELINE_PAGE_MAX, Timeline, TimelineEntry,
 };
 pub use plan::EVENT_SOURCE;
+pub use referrals::{
+    Consent, NewReferral, Referral, ReferralError, ReferralId, ReferralOutcome, ReferralStatus,
+};
 pub use store::{CasesStore, MAX_APPLY_BATCH, PgCasesStore, SqliteCasesStore};

@@ -24,7 +24,7 @@ use std::fmt;
 
 use chrono::{DateTime, Duration, Utc};
 use switchboard_domain::{
-    CaseId, Catalogue, ContactId, CustomerId, EventId, MatchThresholds, WorkingCalendar,
+    CaseId, Catalogue, ContactId, CustomerId, EventId, MatchThresholds, PartnerDirectory, WorkingCalendar,
 };
 use switchboard_proto::v1;
 
@@ -48,6 +48,9 @@ pub struct CaseRules {
     targets: HashMap<String, u32>,
     calendar: WorkingCalendar,
     thresholds: MatchThresholds,
+    /// The partners residents may be signposted or referred to
+    /// ([`crate::referrals`]).
+    partners: PartnerDirectory,
 }
 
 impl fmt::Debug for CaseRules {
@@ -55,11 +58,14 @@ impl fmt::Debug for CaseRules {
         f.debug_struct("CaseRules")
             .field("follow_up_window", &self.follow_up_window)
             .field("services", &self.targets.len())
+            .field("partners", &self.partners.partners().len())
             .finish_non_exhaustive()
     }
 }
 
 impl CaseRules {
+    /// Rules with an empty partner directory (nothing can be referred) until
+    /// [`CaseRules::with_partners`] gives them one.
     pub fn new(catalogue: &Catalogue, calendar: WorkingCalendar, follow_up_days: u32) -> Self {
         CaseRules {
             follow_up_window: Duration::days(i64::from(follow_up_days)),
@@ -70,7 +76,15 @@ impl CaseRules {
                 .collect(),
             calendar,
             thresholds: MatchThresholds::default(),
+            partners: PartnerDirectory::empty(),
         }
+    }
+
+    /// The same rules with `partners` as the directory referrals are checked
+    /// against.
+    pub fn with_partners(mut self, partners: PartnerDirectory) -> Self {
+        self.partners = partners;
+        self
     }
 
     /// Confidence at which a contact joins a customer without asking, and
@@ -79,8 +93,9 @@ impl CaseRules {
         self.thresholds
     }
 
-    /// The shipped catalogue and calendar with the default window: what
-    /// stores use unless the binary gives them the council's own.
+    /// The shipped catalogue, calendar and partner directory with the
+    /// default window: what stores use unless the binary gives them the
+    /// council's own.
     pub fn embedded() -> Self {
         // The shipped seeds are checked by their own tests; failing here
         // would mean the binary was built from broken seeds.
@@ -88,11 +103,18 @@ impl CaseRules {
         let catalogue = Catalogue::embedded().expect("the shipped catalogue is valid");
         #[allow(clippy::expect_used)]
         let calendar = WorkingCalendar::embedded().expect("the shipped calendar is valid");
-        CaseRules::new(&catalogue, calendar, DEFAULT_FOLLOW_UP_DAYS)
+        #[allow(clippy::expect_used)]
+        let partners =
+            PartnerDirectory::embedded(&catalogue).expect("the shipped partner directory is valid");
+        CaseRules::new(&catalogue, calendar, DEFAULT_FOLLOW_UP_DAYS).with_partners(partners)
     }
 
     pub fn follow_up_window(&self) -> Duration {
         self.follow_up_window
+    }
+
+    pub fn partners(&self) -> &PartnerDirectory {
+        &self.partners
     }
 
     /// When a case for `service` opened at `opened_at` is due; `None` for a

@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use crate::error::{CasesError, CasesResult};
 use crate::lifecycle::{CaseNote, ContactOutcome, StatusRecord};
+use crate::referrals::Referral;
 
 /// Timeline entries per page when the caller does not say.
 pub const TIMELINE_PAGE_DEFAULT: usize = 50;
@@ -106,7 +107,7 @@ pub struct Case {
     pub reopened_count: u32,
 }
 
-/// A case with its notes and status history, as `GetCase` shows it.
+/// A case with its notes, status history and referrals, as `GetCase` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaseDetail {
     pub case: Case,
@@ -114,6 +115,8 @@ pub struct CaseDetail {
     pub notes: Vec<CaseNote>,
     /// Oldest first.
     pub history: Vec<StatusRecord>,
+    /// Signposts and referrals to partners, oldest first.
+    pub referrals: Vec<Referral>,
 }
 
 /// One contact as the case store holds it, attached to a customer and a case.

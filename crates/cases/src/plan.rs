@@ -499,6 +499,8 @@ pub(crate) fn case_event(
     let event_type = match &payload {
         v1::event::Payload::CaseOpened(_) => event_types::CASE_OPENED,
         v1::event::Payload::CaseResolved(_) => event_types::CASE_RESOLVED,
+        v1::event::Payload::CaseReferred(_) => event_types::CASE_REFERRED,
+        v1::event::Payload::CaseReferralOutcome(_) => event_types::CASE_REFERRAL_OUTCOME,
         _ => event_types::CASE_UPDATED,
     };
     let event_id = EventId::new();

@@ -2,8 +2,10 @@
 //! types, in one place at the edge: records out (`From`), requests in
 //! (`TryFrom`, with errors naming the proto field).
 
+use chrono::{DateTime, Utc};
 use switchboard_domain::{
-    CaseId, CaseReference, ContactOrigin, EmailAddress, PersonName, PhoneNumber, Postcode, ValidationErrors,
+    CaseId, CaseReference, ContactOrigin, EmailAddress, PartnerId, PersonName, PhoneNumber, Postcode,
+    ValidationErrors,
 };
 use switchboard_proto::v1;
 
@@ -15,6 +17,10 @@ use crate::lifecycle::CaseNote;
 use crate::merges::{CustomerMerge, MatchSuggestion};
 use crate::model::{
     Case, CaseDetail, CaseKey, CaseStatus, Contact, Customer, CustomerSearch, QuotedReference, TimelineEntry,
+};
+use crate::referrals::{
+    Consent, MAX_CONSENT_CHARS, MAX_REFERRAL_NOTE_CHARS, NewReferral, Referral, ReferralId, ReferralOutcome,
+    ReferralStatus,
 };
 
 fn origin_to_proto(origin: &ContactOrigin) -> Option<v1::contact_record::Origin> {
@@ -98,6 +104,7 @@ impl From<Case> for v1::CaseRecord {
             reopened_count: case.reopened_count,
             notes: Vec::new(),
             history: Vec::new(),
+            referrals: Vec::new(),
         }
     }
 }
@@ -117,6 +124,7 @@ impl From<CaseDetail> for v1::CaseRecord {
                     at: Some(timestamp(record.at)),
                 })
                 .collect(),
+            referrals: detail.referrals.into_iter().map(Into::into).collect(),
             ..detail.case.into()
         }
     }
@@ -271,5 +279,160 @@ impl From<CustomerMerge> for v1::CustomerMerge {
             unmerged_at: merge.unmerged_at.map(timestamp),
             unmerge_reason: merge.unmerge_reason.unwrap_or_default(),
         }
+    }
+}
+
+impl From<ReferralStatus> for v1::ReferralStatus {
+    fn from(status: ReferralStatus) -> Self {
+        match status {
+            ReferralStatus::Made => v1::ReferralStatus::Made,
+            ReferralStatus::Accepted => v1::ReferralStatus::Accepted,
+            ReferralStatus::Declined => v1::ReferralStatus::Declined,
+            ReferralStatus::Completed => v1::ReferralStatus::Completed,
+            ReferralStatus::NoContact => v1::ReferralStatus::NoContact,
+        }
+    }
+}
+
+impl TryFrom<v1::ReferralStatus> for ReferralStatus {
+    type Error = &'static str;
+
+    fn try_from(status: v1::ReferralStatus) -> Result<Self, Self::Error> {
+        match status {
+            v1::ReferralStatus::Unspecified => Err("give the outcome the partner reported"),
+            v1::ReferralStatus::Made => Ok(ReferralStatus::Made),
+            v1::ReferralStatus::Accepted => Ok(ReferralStatus::Accepted),
+            v1::ReferralStatus::Declined => Ok(ReferralStatus::Declined),
+            v1::ReferralStatus::Completed => Ok(ReferralStatus::Completed),
+            v1::ReferralStatus::NoContact => Ok(ReferralStatus::NoContact),
+        }
+    }
+}
+
+impl From<Referral> for v1::Referral {
+    fn from(referral: Referral) -> Self {
+        let (consent_statement, consent_given_at) = match referral.consent {
+            Some(consent) => (consent.statement, Some(timestamp(consent.given_at))),
+            None => (String::new(), None),
+        };
+        v1::Referral {
+            referral_id: referral.id.to_string(),
+            case_id: referral.case_id.to_string(),
+            partner_id: referral.partner_id.to_string(),
+            kind: referral.kind.as_str().to_owned(),
+            consent_given: consent_given_at.is_some(),
+            consent_statement,
+            consent_given_at,
+            note: referral.note,
+            made_by: referral.made_by,
+            made_at: Some(timestamp(referral.made_at)),
+            status: v1::ReferralStatus::from(referral.status) as i32,
+            outcome_note: referral.outcome_note.unwrap_or_default(),
+            outcome_reported_by: referral.outcome_reported_by.unwrap_or_default(),
+            outcome_reported_at: referral.outcome_reported_at.map(timestamp),
+        }
+    }
+}
+
+/// Checks optional free text: trimmed, at most `max` characters.
+fn free_text(errors: &mut ValidationErrors, field: &str, input: &str, max: usize) -> String {
+    let text = input.trim();
+    if text.chars().count() > max {
+        errors.push(field, format!("at most {max} characters"));
+    }
+    text.to_owned()
+}
+
+/// A `MakeReferralRequest` in domain terms, made by `made_by` at `now`, or
+/// every field that is wrong. Whether the partner is in the directory, and
+/// needs consent, the store decides with the directory it holds.
+pub(crate) fn new_referral(
+    request: &v1::MakeReferralRequest,
+    made_by: String,
+    now: DateTime<Utc>,
+) -> Result<NewReferral, ValidationErrors> {
+    let mut errors = ValidationErrors::new();
+    let case_id = CaseId::parse(&request.case_id)
+        .map_err(|error| errors.push("case_id", error.to_string()))
+        .ok();
+    let partner_id = if request.partner_id.trim().is_empty() {
+        errors.push("partner_id", "give the partner's id from the directory");
+        None
+    } else {
+        PartnerId::parse(request.partner_id.trim())
+            .map_err(|description| errors.push("partner_id", description))
+            .ok()
+    };
+    let statement = free_text(
+        &mut errors,
+        "consent_statement",
+        &request.consent_statement,
+        MAX_CONSENT_CHARS,
+    );
+    let consent = match (request.consent_given, statement.is_empty()) {
+        (true, false) => Some(Consent {
+            statement,
+            given_at: now,
+        }),
+        (true, true) => {
+            errors.push(
+                "consent_statement",
+                "say what the resident agreed to be shared, in their words or yours",
+            );
+            None
+        }
+        (false, false) => {
+            errors.push(
+                "consent_statement",
+                "a consent statement is recorded only with consent_given",
+            );
+            None
+        }
+        (false, true) => None,
+    };
+    let note = free_text(&mut errors, "note", &request.note, MAX_REFERRAL_NOTE_CHARS);
+    match (case_id, partner_id) {
+        (Some(case_id), Some(partner_id)) if errors.is_empty() => Ok(NewReferral {
+            case_id,
+            partner_id,
+            consent,
+            note,
+            made_by,
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// A `RecordReferralOutcomeRequest` in domain terms, reported by
+/// `reported_by`, or every field that is wrong.
+pub(crate) fn referral_outcome(
+    request: &v1::RecordReferralOutcomeRequest,
+    reported_by: String,
+) -> Result<ReferralOutcome, ValidationErrors> {
+    let mut errors = ValidationErrors::new();
+    let referral_id = ReferralId::parse(&request.referral_id)
+        .map_err(|description| errors.push("referral_id", description))
+        .ok();
+    let status = v1::ReferralStatus::try_from(request.status)
+        .map_err(|_| "not a referral status")
+        .and_then(ReferralStatus::try_from)
+        .and_then(|status| {
+            if status.is_outcome() {
+                Ok(status)
+            } else {
+                Err("an outcome: accepted, declined, completed or no contact")
+            }
+        })
+        .map_err(|description| errors.push("status", description))
+        .ok();
+    let note = free_text(&mut errors, "note", &request.note, MAX_REFERRAL_NOTE_CHARS);
+    match (referral_id, status) {
+        (Some(referral_id), Some(status)) if errors.is_empty() => Ok(ReferralOutcome {
+            referral_id,
+            status,
+            note,
+            reported_by,
+        }),
+        _ => Err(errors),
     }
 }

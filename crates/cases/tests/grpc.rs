@@ -629,3 +629,195 @@ async fn agents_confirm_or_dismiss_suggested_matches_and_merges_are_recorded() {
         .unwrap_err();
     assert_eq!(bad_fields(&bad_unmerge), ["merge_id", "reason"]);
 }
+
+#[tokio::test]
+async fn staff_record_referrals_in_their_own_name_and_bad_requests_name_their_fields() {
+    let mut server = spawn_server().await;
+    let visit = ContactBuilder::new(Channel::FaceToFace, "homelessness")
+        .email("referred@example.org")
+        .build();
+    let applied = server
+        .store
+        .apply_contacts(std::slice::from_ref(&visit))
+        .await
+        .unwrap();
+    let case_id = applied[0].applied().unwrap().case_id.to_string();
+
+    let referral = server
+        .client
+        .make_referral(v1::MakeReferralRequest {
+            case_id: case_id.clone(),
+            partner_id: "citizens-advice".to_owned(),
+            consent_given: true,
+            consent_statement: "  name, phone and the eviction notice  ".to_owned(),
+            note: "appointment wanted this week".to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(referral.made_by, AGENT);
+    assert_eq!(referral.case_id, case_id);
+    assert_eq!(referral.kind, "referral");
+    assert!(referral.consent_given && referral.consent_given_at.is_some());
+    assert_eq!(referral.consent_statement, "name, phone and the eviction notice");
+    assert_eq!(referral.status, v1::ReferralStatus::Made as i32);
+    assert!(referral.outcome_reported_at.is_none());
+
+    let accepted = server
+        .client
+        .record_referral_outcome(v1::RecordReferralOutcomeRequest {
+            referral_id: referral.referral_id.clone(),
+            status: v1::ReferralStatus::Accepted as i32,
+            note: "seen on Tuesday".to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(accepted.status, v1::ReferralStatus::Accepted as i32);
+    assert_eq!(accepted.outcome_reported_by, AGENT);
+    assert_eq!(accepted.outcome_note, "seen on Tuesday");
+
+    let case = server
+        .client
+        .get_case(v1::GetCaseRequest {
+            key: Some(v1::get_case_request::Key::CaseId(case_id.clone())),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(case.referrals, [accepted]);
+
+    let declined_late = server
+        .client
+        .record_referral_outcome(v1::RecordReferralOutcomeRequest {
+            referral_id: referral.referral_id.clone(),
+            status: v1::ReferralStatus::Declined as i32,
+            note: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(declined_late.code(), Code::FailedPrecondition);
+    assert!(declined_late.message().contains("accepted"), "{declined_late:?}");
+
+    let unknown_case = server
+        .client
+        .make_referral(v1::MakeReferralRequest {
+            case_id: CustomerId::new().to_string(),
+            partner_id: "shelter".to_owned(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown_case.code(), Code::NotFound);
+    let unknown_referral = server
+        .client
+        .record_referral_outcome(v1::RecordReferralOutcomeRequest {
+            referral_id: CustomerId::new().to_string(),
+            status: v1::ReferralStatus::Completed as i32,
+            note: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown_referral.code(), Code::NotFound);
+
+    let make = |partner_id: &str, consent_given: bool, consent_statement: String, note: String| {
+        v1::MakeReferralRequest {
+            case_id: case_id.clone(),
+            partner_id: partner_id.to_owned(),
+            consent_given,
+            consent_statement,
+            note,
+        }
+    };
+    let long = "x".repeat(2_001);
+    let bad_referrals: Vec<(v1::MakeReferralRequest, &[&str])> = vec![
+        (
+            v1::MakeReferralRequest {
+                case_id: "not-a-case".to_owned(),
+                ..make("Citizens Advice", false, String::new(), String::new())
+            },
+            &["case_id", "partner_id"],
+        ),
+        (make("", false, String::new(), String::new()), &["partner_id"]),
+        (
+            make("citizens-advice", true, " ".to_owned(), long.clone()),
+            &["consent_statement", "note"],
+        ),
+        (
+            make("shelter", false, "agreed".to_owned(), String::new()),
+            &["consent_statement"],
+        ),
+        (
+            make("shelter", true, long.clone(), String::new()),
+            &["consent_statement"],
+        ),
+        // Known only to the directory the store holds.
+        (
+            make("nowhere-food-bank", false, String::new(), String::new()),
+            &["partner_id"],
+        ),
+        (
+            make("citizens-advice", false, String::new(), String::new()),
+            &["consent_given"],
+        ),
+    ];
+    for (request, fields) in bad_referrals {
+        let status = server.client.make_referral(request).await.unwrap_err();
+        assert_eq!(bad_fields(&status), fields, "{status:?}");
+    }
+    let consent = server
+        .client
+        .make_referral(make("citizens-advice", false, String::new(), String::new()))
+        .await
+        .unwrap_err();
+    let violations = consent.get_details_bad_request().unwrap().field_violations;
+    assert!(
+        violations[0]
+            .description
+            .contains("Citizens Advice New Forest shares the resident's details")
+            && violations[0].description.contains("consent must be recorded"),
+        "{consent:?}"
+    );
+
+    let outcome = |referral_id: &str, status: i32, note: String| v1::RecordReferralOutcomeRequest {
+        referral_id: referral_id.to_owned(),
+        status,
+        note,
+    };
+    let bad_outcomes: Vec<(v1::RecordReferralOutcomeRequest, &[&str])> = vec![
+        (
+            outcome("nope", v1::ReferralStatus::Unspecified as i32, long.clone()),
+            &["referral_id", "status", "note"],
+        ),
+        (
+            outcome(
+                &referral.referral_id,
+                v1::ReferralStatus::Made as i32,
+                String::new(),
+            ),
+            &["status"],
+        ),
+        (outcome(&referral.referral_id, 42, String::new()), &["status"]),
+    ];
+    for (request, fields) in bad_outcomes {
+        let status = server.client.record_referral_outcome(request).await.unwrap_err();
+        assert_eq!(bad_fields(&status), fields, "{status:?}");
+    }
+
+    // A closed case takes no more referrals.
+    server
+        .client
+        .update_case_status(v1::UpdateCaseStatusRequest {
+            case_id: case_id.clone(),
+            status: v1::CaseStatus::Closed as i32,
+            reason: "no further action".to_owned(),
+        })
+        .await
+        .unwrap();
+    let closed = server
+        .client
+        .make_referral(make("shelter", false, String::new(), String::new()))
+        .await
+        .unwrap_err();
+    assert_eq!(closed.code(), Code::FailedPrecondition);
+}

@@ -190,6 +190,16 @@ impl PartnerDirectory {
         Self::from_toml(EMBEDDED_PARTNERS, catalogue)
     }
 
+    /// A directory with no partners: an installation whose seeds name none,
+    /// where nothing can be signposted or referred.
+    pub fn empty() -> PartnerDirectory {
+        PartnerDirectory { partners: Vec::new() }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.partners.is_empty()
+    }
+
     pub fn get(&self, id: &str) -> Option<&Partner> {
         self.partners.iter().find(|partner| partner.id.as_str() == id)
     }
@@ -625,6 +635,18 @@ area = "national"
         assert!(error.problem.starts_with("not valid toml at line 1:"), "{error}");
         assert_eq!(self::error("").key.as_deref(), Some("partners"));
         assert_eq!(self::error("partners = []").key.as_deref(), Some("partners"));
+    }
+
+    #[test]
+    fn the_empty_directory_has_no_partners() {
+        let directory = PartnerDirectory::empty();
+        assert!(directory.is_empty());
+        assert!(directory.get("shelter").is_none());
+        assert!(
+            !PartnerDirectory::embedded(&catalogue())
+                .expect("valid")
+                .is_empty()
+        );
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub mod event_types {
     pub const CASE_OPENED: &str = "case.opened";
     pub const CASE_UPDATED: &str = "case.updated";
     pub const CASE_RESOLVED: &str = "case.resolved";
+    pub const CASE_REFERRED: &str = "case.referred";
+    pub const CASE_REFERRAL_OUTCOME: &str = "case.referral_outcome";
     pub const CONTACT_QUEUED: &str = "contact.queued";
     pub const CONTACT_OFFERED: &str = "contact.offered";
     pub const CONTACT_REQUEUED: &str = "contact.requeued";

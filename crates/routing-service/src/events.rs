@@ -93,6 +93,8 @@ impl EventBatch {
             v1::event::Payload::CaseOpened(_) => event_types::CASE_OPENED,
             v1::event::Payload::CaseUpdated(_) => event_types::CASE_UPDATED,
             v1::event::Payload::CaseResolved(_) => event_types::CASE_RESOLVED,
+            v1::event::Payload::CaseReferred(_) => event_types::CASE_REFERRED,
+            v1::event::Payload::CaseReferralOutcome(_) => event_types::CASE_REFERRAL_OUTCOME,
         };
         self.events.push(v1::Event {
             id: Uuid::now_v7().to_string(),

@@ -77,6 +77,11 @@ pub(crate) fn decode(envelope: &Envelope) -> Result<Message, String> {
             case_reference: updated.reference.clone(),
             case_contact_count: updated.contact_count,
         },
+        // A referral to a partner is made after the contact was routed, and
+        // changes nothing about where the next one goes.
+        Some(v1::event::Payload::CaseReferred(_) | v1::event::Payload::CaseReferralOutcome(_)) => {
+            Inbound::Ignored { event_id }
+        }
         _ => Inbound::Ignored { event_id },
     };
     Ok(Message::Event(Box::new(inbound)))
@@ -118,5 +123,33 @@ mod tests {
             decode(&case_updated("")),
             Ok(Message::Event(inbound)) if matches!(*inbound, Inbound::Ignored { .. })
         ));
+    }
+
+    #[test]
+    fn referrals_are_ignored() {
+        for (event_type, payload) in [
+            (
+                event_types::CASE_REFERRED,
+                v1::event::Payload::CaseReferred(v1::CaseReferred::default()),
+            ),
+            (
+                event_types::CASE_REFERRAL_OUTCOME,
+                v1::event::Payload::CaseReferralOutcome(v1::CaseReferralOutcome::default()),
+            ),
+        ] {
+            let envelope = Envelope {
+                event: v1::Event {
+                    id: Uuid::now_v7().to_string(),
+                    r#type: event_type.to_owned(),
+                    payload: Some(payload),
+                    ..v1::Event::default()
+                },
+                traceparent: None,
+            };
+            assert!(matches!(
+                decode(&envelope),
+                Ok(Message::Event(inbound)) if matches!(*inbound, Inbound::Ignored { .. })
+            ));
+        }
     }
 }

@@ -2,16 +2,15 @@
 //!
 //! Councils publish their hours in UK local time, so schedules are written in
 //! local time and every instant the engine is given (UTC) is converted here.
-//! The UK summer-time rule (the Summer Time Order 2002: from 01:00 UTC on the
-//! last Sunday of March to 01:00 UTC on the last Sunday of October) is short
-//! and fixed, so it is computed rather than pulling in a time-zone database.
+//! The UK summer-time rule is the domain's ([`uk_local_time`]), computed
+//! rather than pulling in a time-zone database.
 //!
 //! Bank holidays are data (the GOV.UK list for England and Wales, copied into
 //! the routing config), never fetched: the engine does no I/O.
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, Timelike, Utc, Weekday};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Timelike, Utc, Weekday};
 
 /// Minutes after local midnight, `0..=1440` (1440 is the end of the day).
 pub type MinuteOfDay = u16;
@@ -120,29 +119,9 @@ impl Calendar {
     }
 }
 
-/// The last Sunday of a month, at 01:00 UTC: when UK clocks change.
-fn last_sunday_0100_utc(year: i32, month: u32) -> Option<NaiveDateTime> {
-    let first_of_next = if month == 12 {
-        NaiveDate::from_ymd_opt(year + 1, 1, 1)?
-    } else {
-        NaiveDate::from_ymd_opt(year, month + 1, 1)?
-    };
-    let last_day = first_of_next.pred_opt()?;
-    let back = last_day.weekday().num_days_from_sunday();
-    let sunday = last_day - Duration::days(i64::from(back));
-    sunday.and_hms_opt(1, 0, 0)
-}
-
-/// UK local wall-clock time (GMT, or BST in summer) for a UTC instant.
-pub fn uk_local_time(at: DateTime<Utc>) -> NaiveDateTime {
-    let utc = at.naive_utc();
-    let year = utc.year();
-    let summer = match (last_sunday_0100_utc(year, 3), last_sunday_0100_utc(year, 10)) {
-        (Some(start), Some(end)) => utc >= start && utc < end,
-        _ => false,
-    };
-    if summer { utc + Duration::hours(1) } else { utc }
-}
+/// UK local wall-clock time (GMT, or BST in summer) for a UTC instant: the
+/// domain's rule, shared with case due dates.
+pub use switchboard_domain::calendar::uk_local_time;
 
 /// Parses `HH:MM-HH:MM[, HH:MM-HH:MM…]` or `closed` into open ranges. `24:00`
 /// is allowed as an end time.

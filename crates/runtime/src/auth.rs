@@ -669,6 +669,11 @@ impl Policy {
             .allow("/switchboard.v1.CaseService/MergeCustomers", CONTACT_HANDLERS)
             .allow("/switchboard.v1.CaseService/ListCustomerMerges", CONTACT_HANDLERS)
             .allow("/switchboard.v1.CaseService/UnmergeCustomers", DATA_CORRECTORS)
+            .allow("/switchboard.v1.CaseService/MakeReferral", CONTACT_HANDLERS)
+            .allow(
+                "/switchboard.v1.CaseService/RecordReferralOutcome",
+                CONTACT_HANDLERS,
+            )
             // Routing: an agent's desktop acts for the agent signed in to it
             // (the token's subject); supervisors also take contacts.
             .allow("/switchboard.v1.AgentService/SignIn", CONTACT_HANDLERS)
@@ -1025,7 +1030,9 @@ mod tests {
             | "/switchboard.v1.CaseService/ListMatchSuggestions"
             | "/switchboard.v1.CaseService/DismissMatchSuggestion"
             | "/switchboard.v1.CaseService/MergeCustomers"
-            | "/switchboard.v1.CaseService/ListCustomerMerges" => Some(&[Role::Agent, Role::Supervisor]),
+            | "/switchboard.v1.CaseService/ListCustomerMerges"
+            | "/switchboard.v1.CaseService/MakeReferral"
+            | "/switchboard.v1.CaseService/RecordReferralOutcome" => Some(&[Role::Agent, Role::Supervisor]),
             "/switchboard.v1.CaseService/UnmergeCustomers" => Some(&[Role::Supervisor, Role::Admin]),
             "/switchboard.v1.AgentService/SignIn"
             | "/switchboard.v1.AgentService/SignOut"

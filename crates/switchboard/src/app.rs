@@ -29,7 +29,7 @@ use switchboard_bus::{
     Bus, EventKey, InProcessBus, OutboxRelay, OutboxStore, QueueSpec, RabbitBus, Sealer, Topology,
 };
 use switchboard_cases::{CaseRules, CasesConsumer, CasesGrpc, CasesStore, PgCasesStore, SqliteCasesStore};
-use switchboard_domain::{Catalogue, WorkingCalendar};
+use switchboard_domain::{Catalogue, PartnerDirectory, WorkingCalendar};
 use switchboard_intake::{
     FormRateLimit, Intake, IntakeGrpc, IntakeMetrics, IntakeStore, PgIntakeStore, SqliteIntakeStore,
     WriterConfig, api_router, public_router,
@@ -112,6 +112,9 @@ pub struct Launch {
     /// The routing configuration, already validated against the catalogue;
     /// `None` when the seeds dir has no `routing.toml`, which runs no routing.
     pub routing: Option<RoutingSource>,
+    /// The partners residents may be signposted or referred to, already
+    /// validated against the catalogue ([`load_partners`]).
+    pub partners: PartnerDirectory,
 }
 
 /// A validated routing configuration and where it came from.
@@ -205,11 +208,14 @@ pub fn load_catalogue(seeds_dir: Option<&Path>) -> anyhow::Result<Catalogue> {
 /// The routing configuration from `seeds_dir` (its `routing.toml`; `None`
 /// when it has none) or the one built into the binary, validated and checked
 /// against `catalogue`: every queue's services exist and are offered on its
-/// channel. Checked at every start, so a mistake in a council's routing is
-/// named (file and key) the first time it is deployed.
+/// channel; and against `partners` (from [`load_partners`] on the same
+/// `seeds_dir`): every partner it names is in the directory. Checked at every
+/// start, so a mistake in a council's routing is named (file and key) the
+/// first time it is deployed.
 pub fn load_routing(
     seeds_dir: Option<&Path>,
     catalogue: &Catalogue,
+    partners: &PartnerDirectory,
 ) -> anyhow::Result<Option<RoutingSource>> {
     let (file, source) = match seeds_dir {
         None => (
@@ -235,7 +241,7 @@ pub fn load_routing(
             )
         }
     };
-    check_routing(&source.toml, catalogue)
+    check_routing(&source.toml, catalogue, partners, &partners_file(seeds_dir))
         .with_context(|| format!("invalid routing configuration in {file}"))?;
     Ok(Some(source))
 }
@@ -250,13 +256,19 @@ fn case_calendar(routing: Option<&RoutingSource>) -> anyhow::Result<WorkingCalen
     }
 }
 
-/// Validates routing configuration text by its own rules and against the
-/// catalogue.
-fn check_routing(toml: &str, catalogue: &Catalogue) -> anyhow::Result<RoutingConfig> {
+/// Validates routing configuration text by its own rules, against the
+/// catalogue, and against the partner directory read from `partners_file`.
+fn check_routing(
+    toml: &str,
+    catalogue: &Catalogue,
+    partners: &PartnerDirectory,
+    partners_file: &str,
+) -> anyhow::Result<RoutingConfig> {
     let config = RoutingConfig::parse(toml)?;
     config
         .check_catalogue(catalogue)
         .context("it does not match the service catalogue")?;
+    check_routing_partners(&config, partners, partners_file)?;
     Ok(config)
 }
 
@@ -298,6 +310,7 @@ pub async fn start(
         demo_agents,
         demo_handle_time,
         routing,
+        partners,
     } = launch;
     let grpc_addr = grpc_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
@@ -403,7 +416,8 @@ pub async fn start(
             &catalogue,
             case_calendar(routing.as_ref())?,
             settings.case_follow_up_days,
-        );
+        )
+        .with_partners(partners.clone());
         let store: Arc<dyn CasesStore> = match &settings.database_url {
             Some(url) => Arc::new(
                 PgCasesStore::connect(url.expose_secret())
@@ -445,6 +459,7 @@ pub async fn start(
                     services,
                     &settings,
                     &catalogue,
+                    &partners,
                     &topology,
                     &bus,
                     &health,
@@ -535,6 +550,7 @@ async fn start_routing(
     services: Services,
     settings: &Settings,
     catalogue: &Arc<Catalogue>,
+    partners: &PartnerDirectory,
     topology: &Topology,
     bus: &Arc<dyn Bus>,
     health: &Health,
@@ -568,8 +584,11 @@ async fn start_routing(
         std::process::id()
     );
     let mut routers = Vec::new();
+    let partners_file = partners_file(settings.seeds_dir.as_deref());
     for partition in config.partitions() {
         let check_catalogue = catalogue.clone();
+        let check_partners = partners.clone();
+        let check_partners_file = partners_file.clone();
         let wake = Arc::new(Notify::new());
         let router = Router::new(
             RouterSettings {
@@ -579,6 +598,8 @@ async fn start_routing(
                 config_check: Arc::new(move |config: &RoutingConfig| {
                     config
                         .check_catalogue(&check_catalogue)
+                        .map_err(|error| error.to_string())?;
+                    check_routing_partners(config, &check_partners, &check_partners_file)
                         .map_err(|error| error.to_string())
                 }),
             },
@@ -625,8 +646,17 @@ async fn start_routing(
         let watch_routers = routers.clone();
         let watch_shutdown = shutdown.clone();
         let catalogue = catalogue.clone();
+        let partners = partners.clone();
         tasks.spawn(async move {
-            watch_routing_file(path, source.toml, catalogue, watch_routers, watch_shutdown).await;
+            watch_routing_file(
+                path,
+                source.toml,
+                catalogue,
+                partners,
+                watch_routers,
+                watch_shutdown,
+            )
+            .await;
             Ok(())
         });
     }
@@ -655,9 +685,12 @@ async fn watch_routing_file(
     path: PathBuf,
     mut applied: String,
     catalogue: Arc<Catalogue>,
+    partners: PartnerDirectory,
     routers: Arc<Routers>,
     shutdown: Shutdown,
 ) {
+    // The directory was read from the routing file's seeds dir at start.
+    let partners_file = partners_file(path.parent());
     let mut refused: Option<String> = None;
     loop {
         tokio::select! {
@@ -670,7 +703,7 @@ async fn watch_routing_file(
         if text == applied || refused.as_deref() == Some(text.as_str()) {
             continue;
         }
-        if let Err(error) = check_routing(&text, &catalogue) {
+        if let Err(error) = check_routing(&text, &catalogue, &partners, &partners_file) {
             tracing::warn!(file = %path.display(), error.message = %format!("{error:#}"), "routing configuration not reloaded: it does not validate");
             refused = Some(text);
             continue;
@@ -697,6 +730,58 @@ fn add_store_check<S: IntakeStore>(health: &Health, name: &str, store: Arc<S>) {
     });
 }
 
+/// The partner directory's file in a seeds dir.
+const PARTNERS_FILE: &str = "partners.toml";
+
+/// The partner directory from `seeds_dir` (its `partners.toml`; an empty
+/// directory when it has none) or the one built into the binary, checked
+/// against `catalogue`: every service a partner names exists.
+pub fn load_partners(seeds_dir: Option<&Path>, catalogue: &Catalogue) -> anyhow::Result<PartnerDirectory> {
+    let Some(dir) = seeds_dir else {
+        return PartnerDirectory::embedded(catalogue).context("the built-in partner directory is invalid");
+    };
+    let path = dir.join(PARTNERS_FILE);
+    if !path.is_file() {
+        tracing::info!(
+            seeds_dir = %dir.display(),
+            "no partners.toml in the seeds dir: the partner directory is empty, so no signposts or referrals can be recorded"
+        );
+        return Ok(PartnerDirectory::empty());
+    }
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    PartnerDirectory::from_toml(&text, catalogue)
+        .with_context(|| format!("invalid partner directory in {}", path.display()))
+}
+
+/// Where the partner directory of `seeds_dir` is read from, for messages.
+fn partners_file(seeds_dir: Option<&Path>) -> String {
+    match seeds_dir {
+        Some(dir) => dir.join(PARTNERS_FILE).display().to_string(),
+        None => format!("seeds/{PARTNERS_FILE} (built in)"),
+    }
+}
+
+/// Every partner the routing configuration signposts to must be in the
+/// directory, so what routing tells a resident and what a case records name
+/// the same organisations. An empty directory (a seeds dir without
+/// partners.toml) checks nothing: routing's `[partners]` then stand alone, as
+/// they did before the directory existed.
+fn check_routing_partners(
+    config: &RoutingConfig,
+    partners: &PartnerDirectory,
+    partners_file: &str,
+) -> anyhow::Result<()> {
+    if partners.is_empty() {
+        return Ok(());
+    }
+    match config.partners.keys().find(|id| partners.get(id).is_none()) {
+        Some(id) => {
+            anyhow::bail!("partners.{id}: \"{id}\" is not in the partner directory ({partners_file})")
+        }
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -718,7 +803,11 @@ mod tests {
     #[test]
     fn the_built_in_routing_matches_the_built_in_catalogue() {
         let catalogue = load_catalogue(None).expect("catalogue");
-        let routing = load_routing(None, &catalogue).expect("valid").expect("built in");
+        let partners = load_partners(None, &catalogue).expect("partners");
+        assert!(!partners.is_empty());
+        let routing = load_routing(None, &catalogue, &partners)
+            .expect("valid")
+            .expect("built in");
         let config = RoutingConfig::parse(&routing.toml).expect("parses");
         assert!(config.queue("council-tax-phone").is_some());
         assert!(routing.path.is_none());
@@ -729,7 +818,7 @@ mod tests {
         let dir = seeds_dir(None);
         let catalogue = load_catalogue(Some(dir.path())).expect("catalogue");
         assert!(
-            load_routing(Some(dir.path()), &catalogue)
+            load_routing(Some(dir.path()), &catalogue, &PartnerDirectory::empty())
                 .expect("no file is fine")
                 .is_none()
         );
@@ -740,15 +829,71 @@ mod tests {
         let unknown_service = built_in.replacen("\"council-tax\"", "\"dog-grooming\"", 1);
         assert_ne!(unknown_service, built_in, "the seeds route council-tax");
         let dir = seeds_dir(Some(&unknown_service));
-        let error = load_routing(Some(dir.path()), &catalogue).expect_err("unknown service");
+        let error = load_routing(Some(dir.path()), &catalogue, &PartnerDirectory::empty())
+            .expect_err("unknown service");
         let message = format!("{error:#}");
         assert!(message.contains("routing.toml"), "{message}");
         assert!(message.contains("dog-grooming"), "{message}");
 
         let dir = seeds_dir(Some("[engine]\nnamed_agent_wait_seconds = \"soon\"\n"));
-        let error = load_routing(Some(dir.path()), &catalogue).expect_err("bad value");
+        let error =
+            load_routing(Some(dir.path()), &catalogue, &PartnerDirectory::empty()).expect_err("bad value");
         let message = format!("{error:#}");
         assert!(message.contains("routing.toml"), "{message}");
         assert!(message.contains("named_agent_wait_seconds"), "{message}");
+    }
+
+    fn built_in_routing() -> String {
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../seeds/routing.toml"))
+            .expect("seeds/routing.toml")
+    }
+
+    #[test]
+    fn a_partner_routing_names_must_be_in_the_seeds_dir_directory() {
+        let routing = format!(
+            "{}\n[partners.nowhere-food-bank]\nname = \"Nowhere food bank\"\n",
+            built_in_routing()
+        );
+        let dir = seeds_dir(Some(&routing));
+        let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../seeds");
+        std::fs::copy(seeds.join("partners.toml"), dir.path().join("partners.toml")).expect("copy partners");
+        let catalogue = load_catalogue(Some(dir.path())).expect("catalogue");
+        let partners = load_partners(Some(dir.path()), &catalogue).expect("partners");
+        assert!(partners.get("shelter").is_some());
+        let error = load_routing(Some(dir.path()), &catalogue, &partners).expect_err("unknown partner");
+        let message = format!("{error:#}");
+        assert!(message.contains("partners.nowhere-food-bank"), "{message}");
+        assert!(message.contains("routing.toml"), "{message}");
+        assert!(
+            message.contains(&dir.path().join("partners.toml").display().to_string()),
+            "{message}"
+        );
+        // A changed routing file is checked the same way.
+        let partners_file = dir.path().join("partners.toml").display().to_string();
+        assert!(check_routing(&routing, &catalogue, &partners, &partners_file).is_err());
+        assert!(check_routing(&built_in_routing(), &catalogue, &partners, &partners_file).is_ok());
+    }
+
+    #[test]
+    fn a_seeds_dir_without_partners_has_an_empty_directory_and_a_broken_one_is_named() {
+        let dir = seeds_dir(Some(&built_in_routing()));
+        let catalogue = load_catalogue(Some(dir.path())).expect("catalogue");
+        let partners = load_partners(Some(dir.path()), &catalogue).expect("no file is fine");
+        assert!(partners.is_empty());
+        // Routing's own partners stand when there is no directory to check them against.
+        assert!(
+            load_routing(Some(dir.path()), &catalogue, &partners)
+                .expect("valid")
+                .is_some()
+        );
+
+        std::fs::write(
+            dir.path().join("partners.toml"),
+            "[[partners]]\nid = \"Not A Slug\"\n",
+        )
+        .expect("write partners.toml");
+        let error = load_partners(Some(dir.path()), &catalogue).expect_err("invalid");
+        let message = format!("{error:#}");
+        assert!(message.contains("partners.toml"), "{message}");
     }
 }

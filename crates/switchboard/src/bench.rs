@@ -138,6 +138,7 @@ async fn measure(
         .context("the bench runs with its own development credentials")?;
     let topology = Topology::random_for_test();
     let catalogue = Arc::new(app::load_catalogue(None)?);
+    let partners = app::load_partners(None, &catalogue)?;
     let start = |services| {
         let launch = Launch {
             settings: settings.clone(),
@@ -150,6 +151,7 @@ async fn measure(
             demo_handle_time: crate::simulate::DEFAULT_HANDLE_TIME,
             // The spine's figures: intake to the case store.
             routing: None,
+            partners: partners.clone(),
         };
         async move {
             let grpc = TcpListener::bind("127.0.0.1:0").await?;

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use switchboard_bus::OutboxStore;
 use switchboard_domain::{
     CaseId, CaseReference, Channel, ContactId, ContactOrigin, ContactReference, CustomerDetails, CustomerId,
-    EmailAddress, Needs, PersonName, PhoneNumber, Postcode, ServiceId, Uprn,
+    EmailAddress, Needs, PartnerId, PersonName, PhoneNumber, Postcode, ReferralKind, ServiceId, Uprn,
 };
 use uuid::Uuid;
 
@@ -25,6 +25,7 @@ use crate::model::{
     PageToken, Timeline,
 };
 use crate::plan::CustomerRow;
+use crate::referrals::{Consent, NewReferral, Referral, ReferralId, ReferralOutcome, ReferralStatus};
 
 mod postgres;
 mod sqlite;
@@ -127,6 +128,17 @@ pub trait CasesStore: OutboxStore {
     /// How many contacts the store holds, for benchmarks and operational
     /// checks (counts, never contents).
     async fn contact_count(&self) -> CasesResult<u64>;
+
+    /// Records a signpost or referral on a case ([`crate::referrals`] says
+    /// which are allowed) and writes `case.referred` to the outbox, in one
+    /// transaction. The partner and consent are checked first; then `None`
+    /// when there is no such case.
+    async fn make_referral(&self, referral: &NewReferral) -> CasesResult<Option<Referral>>;
+
+    /// Records what the partner reported back about a referral and writes
+    /// `case.referral_outcome` to the outbox, in one transaction. `None`
+    /// when there is no such referral.
+    async fn record_referral_outcome(&self, outcome: &ReferralOutcome) -> CasesResult<Option<Referral>>;
 }
 
 /// A case row as read back, before parsing.
@@ -285,4 +297,50 @@ pub(crate) fn assemble_timeline(
         entries,
         next_page_token,
     })
+}
+
+/// A referral row as read back, before parsing.
+pub(crate) struct StoredReferral {
+    pub(crate) id: ReferralId,
+    pub(crate) case_id: CaseId,
+    pub(crate) partner_id: String,
+    pub(crate) kind: String,
+    pub(crate) consent_statement: Option<String>,
+    pub(crate) consent_given_at: Option<DateTime<Utc>>,
+    pub(crate) note: String,
+    pub(crate) made_by: String,
+    pub(crate) made_at: DateTime<Utc>,
+    pub(crate) status: String,
+    pub(crate) outcome_note: Option<String>,
+    pub(crate) outcome_reported_by: Option<String>,
+    pub(crate) outcome_reported_at: Option<DateTime<Utc>>,
+}
+
+impl StoredReferral {
+    pub(crate) fn into_referral(self) -> CasesResult<Referral> {
+        let consent = match (self.consent_statement, self.consent_given_at) {
+            (Some(statement), Some(given_at)) => Some(Consent { statement, given_at }),
+            (None, None) => None,
+            _ => {
+                return Err(CasesError::corrupt("referrals.consent_given_at")(
+                    "consent statement and time must be set together".to_owned(),
+                ));
+            }
+        };
+        Ok(Referral {
+            id: self.id,
+            case_id: self.case_id,
+            partner_id: PartnerId::parse(&self.partner_id)
+                .map_err(CasesError::corrupt("referrals.partner_id"))?,
+            kind: ReferralKind::parse(&self.kind).map_err(CasesError::corrupt("referrals.kind"))?,
+            consent,
+            note: self.note,
+            made_by: self.made_by,
+            made_at: self.made_at,
+            status: ReferralStatus::parse(&self.status).map_err(CasesError::corrupt("referrals.status"))?,
+            outcome_note: self.outcome_note,
+            outcome_reported_by: self.outcome_reported_by,
+            outcome_reported_at: self.outcome_reported_at,
+        })
+    }
 }

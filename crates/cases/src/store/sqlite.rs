@@ -38,7 +38,10 @@ use crate::model::{
 use crate::plan::{
     self, BatchPlan, CustomerRow, LookupKeys, OpenCaseRow, OutboxRow, REFERENCE_ATTEMPTS, Snapshot,
 };
-use crate::store::{CasesStore, StoredCase, StoredContact, assemble_timeline, clamp_page};
+use crate::referrals::{
+    NewReferral, Referral, ReferralId, ReferralOutcome, check_referral, plan_outcome, plan_referral,
+};
+use crate::store::{CasesStore, StoredCase, StoredContact, StoredReferral, assemble_timeline, clamp_page};
 
 /// The store's file in the data dir.
 pub const FILE_NAME: &str = "cases.db";
@@ -984,7 +987,13 @@ impl CasesStore for SqliteCasesStore {
             })
         })
         .collect::<CasesResult<Vec<_>>>()?;
-        Ok(Some(CaseDetail { case, notes, history }))
+        let referrals = case_referrals(&self.pool, &case_id).await?;
+        Ok(Some(CaseDetail {
+            case,
+            notes,
+            history,
+            referrals,
+        }))
     }
 
     #[tracing::instrument(name = "cases.change_case_status", skip_all, fields(case_id = %change.case_id))]
@@ -1508,6 +1517,64 @@ impl CasesStore for SqliteCasesStore {
             .map_err(CasesError::database("count contacts"))?;
         Ok(u64::try_from(count).unwrap_or_default())
     }
+
+    #[tracing::instrument(name = "cases.make_referral", skip_all, fields(case_id = %referral.case_id, partner_id = %referral.partner_id))]
+    async fn make_referral(&self, referral: &NewReferral) -> CasesResult<Option<Referral>> {
+        let partner = check_referral(self.rules.partners(), referral)?;
+        // IMMEDIATE, so the case cannot be closed between the check and the insert.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(CasesError::database("begin"))?;
+        let Some(case) = current_case(&mut tx, referral.case_id).await? else {
+            return Ok(None);
+        };
+        let planned = plan_referral(&case, referral, partner, Utc::now())?;
+        insert_referral(&mut tx, &planned.referral).await?;
+        insert_outbox(&mut tx, vec![planned.event]).await?;
+        tx.commit().await.map_err(CasesError::database("commit"))?;
+        Ok(Some(planned.referral))
+    }
+
+    #[tracing::instrument(name = "cases.record_referral_outcome", skip_all, fields(referral_id = %outcome.referral_id))]
+    async fn record_referral_outcome(&self, outcome: &ReferralOutcome) -> CasesResult<Option<Referral>> {
+        // IMMEDIATE, so two reports of the same referral are checked one after the other.
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(CasesError::database("begin"))?;
+        let row = sqlx::query(
+            "SELECT id, case_id, partner_id, kind, consent_statement, consent_given_at, note, made_by, made_at, \
+                    status, outcome_note, outcome_reported_by, outcome_reported_at \
+             FROM referrals WHERE id = ?1",
+        )
+        .bind(text_id(outcome.referral_id.as_uuid()))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(CasesError::database("read referral for update"))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let planned = plan_outcome(&referral(&row)?, outcome, Utc::now())?;
+        let updated = &planned.referral;
+        sqlx::query(
+            "UPDATE referrals SET status = ?2, outcome_note = ?3, outcome_reported_by = ?4, outcome_reported_at = ?5 \
+             WHERE id = ?1",
+        )
+        .bind(text_id(updated.id.as_uuid()))
+        .bind(updated.status.as_str())
+        .bind(updated.outcome_note.as_deref())
+        .bind(updated.outcome_reported_by.as_deref())
+        .bind(updated.outcome_reported_at.map(micros))
+        .execute(&mut *tx)
+        .await
+        .map_err(CasesError::database("update referral outcome"))?;
+        insert_outbox(&mut tx, vec![planned.event]).await?;
+        tx.commit().await.map_err(CasesError::database("commit"))?;
+        Ok(Some(planned.referral))
+    }
 }
 
 #[async_trait]
@@ -1542,4 +1609,67 @@ impl OutboxStore for SqliteCasesStore {
             .map_err(CasesError::database("delete outbox"))?;
         Ok(())
     }
+}
+
+async fn insert_referral(tx: &mut Transaction<'static, Sqlite>, referral: &Referral) -> CasesResult<()> {
+    sqlx::query(
+        "INSERT INTO referrals (id, case_id, partner_id, kind, consent_statement, consent_given_at, note, \
+                                made_by, made_at, status) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )
+    .bind(text_id(referral.id.as_uuid()))
+    .bind(text_id(referral.case_id.as_uuid()))
+    .bind(referral.partner_id.as_str())
+    .bind(referral.kind.as_str())
+    .bind(
+        referral
+            .consent
+            .as_ref()
+            .map(|consent| consent.statement.as_str()),
+    )
+    .bind(referral.consent.as_ref().map(|consent| micros(consent.given_at)))
+    .bind(&referral.note)
+    .bind(&referral.made_by)
+    .bind(micros(referral.made_at))
+    .bind(referral.status.as_str())
+    .execute(&mut **tx)
+    .await
+    .map_err(CasesError::database("insert referral"))?;
+    Ok(())
+}
+
+/// The referrals of a case (`case_id` as stored), oldest first.
+async fn case_referrals(pool: &SqlitePool, case_id: &str) -> CasesResult<Vec<Referral>> {
+    sqlx::query(
+        "SELECT id, case_id, partner_id, kind, consent_statement, consent_given_at, note, made_by, made_at, \
+                status, outcome_note, outcome_reported_by, outcome_reported_at \
+         FROM referrals WHERE case_id = ?1 ORDER BY made_at, id",
+    )
+    .bind(case_id)
+    .fetch_all(pool)
+    .await
+    .map_err(CasesError::database("read referrals"))?
+    .iter()
+    .map(referral)
+    .collect()
+}
+
+fn referral(row: &SqliteRow) -> CasesResult<Referral> {
+    let error = || CasesError::database("read referral");
+    StoredReferral {
+        id: ReferralId::from_uuid(uuid_column(row, "id")?),
+        case_id: CaseId::from_uuid(uuid_column(row, "case_id")?),
+        partner_id: row.try_get("partner_id").map_err(error())?,
+        kind: row.try_get("kind").map_err(error())?,
+        consent_statement: row.try_get("consent_statement").map_err(error())?,
+        consent_given_at: optional_time_column(row, "consent_given_at")?,
+        note: row.try_get("note").map_err(error())?,
+        made_by: row.try_get("made_by").map_err(error())?,
+        made_at: time_column(row, "made_at")?,
+        status: row.try_get("status").map_err(error())?,
+        outcome_note: row.try_get("outcome_note").map_err(error())?,
+        outcome_reported_by: row.try_get("outcome_reported_by").map_err(error())?,
+        outcome_reported_at: optional_time_column(row, "outcome_reported_at")?,
+    }
+    .into_referral()
 }
