@@ -15,6 +15,7 @@ use switchboard_runtime::{Principal, status};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
+use crate::audit::{self, DataRead};
 use crate::error::CasesError;
 use crate::lifecycle::{MAX_NOTE_CHARS, MAX_REASON_CHARS, StatusChange};
 use crate::merges::{MAX_MERGE_REASON_CHARS, MergeRequest};
@@ -41,6 +42,40 @@ impl std::fmt::Debug for CasesGrpc {
 impl CasesGrpc {
     pub fn new(store: Arc<dyn CasesStore>) -> Self {
         CasesGrpc { store }
+    }
+
+    /// Records the caller's reads of personal data before they are answered
+    /// ([`crate::audit`]): a read that cannot be recorded is not answered.
+    async fn audit<T>(
+        &self,
+        request: &Request<T>,
+        action: &str,
+        read: impl IntoIterator<Item = (CustomerId, Uuid)>,
+    ) -> Result<(), Status> {
+        let actor = Principal::require(request)?.subject.clone();
+        let purpose = audit::purpose(
+            request
+                .metadata()
+                .get(audit::PURPOSE_HEADER)
+                .and_then(|value| value.to_str().ok()),
+        );
+        let at = chrono::Utc::now();
+        let reads: Vec<DataRead> = read
+            .into_iter()
+            .map(|(customer_id, record_id)| DataRead {
+                id: Uuid::now_v7(),
+                at,
+                actor: actor.clone(),
+                action: action.to_owned(),
+                customer_id,
+                record_id,
+                purpose: purpose.clone(),
+            })
+            .collect();
+        self.store
+            .record_reads(&reads)
+            .await
+            .map_err(|error| store_status(&error))
     }
 
     /// The tonic service, for the binary to add to its server (with its
@@ -84,7 +119,15 @@ impl CaseService for CasesGrpc {
         let id = ContactId::parse(&request.get_ref().contact_id)
             .map_err(|error| status::invalid_field("contact_id", &error.to_string()))?;
         match self.store.get_contact(id).await {
-            Ok(Some(contact)) => Ok(Response::new(contact.into())),
+            Ok(Some(contact)) => {
+                self.audit(
+                    &request,
+                    "GetContact",
+                    [(contact.customer_id, contact.id.as_uuid())],
+                )
+                .await?;
+                Ok(Response::new(contact.into()))
+            }
             Ok(None) => Err(Status::not_found(
                 "no such contact in the case store (yet: contacts appear shortly after intake accepts them)",
             )),
@@ -99,7 +142,15 @@ impl CaseService for CasesGrpc {
     ) -> Result<Response<v1::CaseRecord>, Status> {
         let key = CaseKey::try_from(request.get_ref()).map_err(|errors| status::invalid_argument(&errors))?;
         match self.store.case_detail(&key).await {
-            Ok(Some(case)) => Ok(Response::new(case.into())),
+            Ok(Some(case)) => {
+                self.audit(
+                    &request,
+                    "GetCase",
+                    [(case.case.customer_id, case.case.id.as_uuid())],
+                )
+                .await?;
+                Ok(Response::new(case.into()))
+            }
             Ok(None) => Err(Status::not_found("no such case")),
             Err(error) => Err(store_status(&error)),
         }
@@ -110,6 +161,7 @@ impl CaseService for CasesGrpc {
         &self,
         request: Request<v1::GetCustomerTimelineRequest>,
     ) -> Result<Response<v1::CustomerTimeline>, Status> {
+        let envelope = &request;
         let request = request.get_ref();
         let customer_id = CustomerId::parse(&request.customer_id)
             .map_err(|error| status::invalid_field("customer_id", &error.to_string()))?;
@@ -124,14 +176,19 @@ impl CaseService for CasesGrpc {
             .customer_timeline(customer_id, size, page_token.as_ref())
             .await
         {
-            Ok(Some(timeline)) => Ok(Response::new(v1::CustomerTimeline {
-                customer: Some(timeline.customer.into()),
-                entries: timeline.entries.into_iter().map(Into::into).collect(),
-                next_page_token: timeline
-                    .next_page_token
-                    .map(|token| token.as_str().to_owned())
-                    .unwrap_or_default(),
-            })),
+            Ok(Some(timeline)) => {
+                let customer = timeline.customer.id;
+                self.audit(envelope, "GetCustomerTimeline", [(customer, customer.as_uuid())])
+                    .await?;
+                Ok(Response::new(v1::CustomerTimeline {
+                    customer: Some(timeline.customer.into()),
+                    entries: timeline.entries.into_iter().map(Into::into).collect(),
+                    next_page_token: timeline
+                        .next_page_token
+                        .map(|token| token.as_str().to_owned())
+                        .unwrap_or_default(),
+                }))
+            }
             Ok(None) => Err(Status::not_found("no such customer")),
             Err(error) => Err(store_status(&error)),
         }
@@ -146,9 +203,19 @@ impl CaseService for CasesGrpc {
             .map_err(|errors| status::invalid_argument(&errors))?;
         let limit = page_size(request.get_ref().page_size, SEARCH_PAGE_DEFAULT, SEARCH_PAGE_MAX);
         match self.store.search_customers(&search, limit).await {
-            Ok(customers) => Ok(Response::new(v1::SearchCustomersResponse {
-                customers: customers.into_iter().map(Into::into).collect(),
-            })),
+            Ok(customers) => {
+                self.audit(
+                    &request,
+                    "SearchCustomers",
+                    customers
+                        .iter()
+                        .map(|customer| (customer.id, customer.id.as_uuid())),
+                )
+                .await?;
+                Ok(Response::new(v1::SearchCustomersResponse {
+                    customers: customers.into_iter().map(Into::into).collect(),
+                }))
+            }
             Err(error) => Err(store_status(&error)),
         }
     }
@@ -334,6 +401,32 @@ impl CaseService for CasesGrpc {
         match self.store.record_referral_outcome(&outcome).await {
             Ok(Some(referral)) => Ok(Response::new(referral.into())),
             Ok(None) => Err(Status::not_found("no such referral")),
+            Err(error) => Err(store_status(&error)),
+        }
+    }
+    #[tracing::instrument(name = "cases.list_personal_data_reads", skip_all)]
+    async fn list_personal_data_reads(
+        &self,
+        request: Request<v1::ListPersonalDataReadsRequest>,
+    ) -> Result<Response<v1::ListPersonalDataReadsResponse>, Status> {
+        let request = request.get_ref();
+        let customer_id = CustomerId::parse(&request.customer_id)
+            .map_err(|error| status::invalid_field("customer_id", &error.to_string()))?;
+        let limit = page_size(request.page_size, TIMELINE_PAGE_DEFAULT, TIMELINE_PAGE_MAX);
+        match self.store.reads_of(customer_id, limit).await {
+            Ok(reads) => Ok(Response::new(v1::ListPersonalDataReadsResponse {
+                reads: reads
+                    .into_iter()
+                    .map(|read| v1::PersonalDataRead {
+                        at: Some(crate::wire::timestamp(read.at)),
+                        actor: read.actor,
+                        action: read.action,
+                        customer_id: read.customer_id.to_string(),
+                        record_id: read.record_id.to_string(),
+                        purpose: read.purpose,
+                    })
+                    .collect(),
+            })),
             Err(error) => Err(store_status(&error)),
         }
     }

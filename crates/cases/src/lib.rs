@@ -29,6 +29,8 @@
 //!   in `migrations/`.
 //! - [`grpc`]: [`CasesGrpc`], the `switchboard.v1.CaseService` server.
 //! - `wire` (private): proto ⇄ domain conversions used by `grpc` and `inbound`.
+//! - [`audit`]: the log of every read of a resident's personal data (who,
+//!   when, what, why), written before `CaseService` answers.
 //! - [`lifecycle`]: the case rules (due dates, re-opening, repeat contacts,
 //!   status changes, what a wrap-up disposition does) and their types.
 //! - [`merges`]: possible matches suggested to agents, and merging two
@@ -38,6 +40,7 @@
 //!   case (the partner directory, consent, outcomes) and their types.
 //! - [`error`]: [`CasesError`] and [`CasesResult`].
 
+pub mod audit;
 pub mod consumer;
 pub mod error;
 pub mod grpc;
@@ -50,6 +53,7 @@ pub mod referrals;
 pub mod store;
 mod wire;
 
+pub use audit::DataRead;
 pub use consumer::{CasesConsumer, ConsumerConfig};
 pub use error::{CasesError, CasesResult};
 pub use grpc::CasesGrpc;

@@ -619,9 +619,10 @@ const ROUTING_ADMINS: &[Role] = &[Role::Supervisor, Role::Admin];
 /// Who reports a waiting resident's position, hang-up or callback choice:
 /// the telephony adapter and web back end, and staff at the desk.
 const QUEUE_REPORTERS: &[Role] = &[Role::IntakeClient, Role::Agent, Role::Supervisor];
-/// Who may undo a merge of two residents' records: a correction of a
-/// correction, with the data of two people at stake.
-const DATA_CORRECTORS: &[Role] = &[Role::Supervisor, Role::Admin];
+/// Who oversees the handling of residents' data: undoing a merge of two
+/// residents' records (the data of two people at stake), and reading who
+/// looked at a resident's data.
+const DATA_OVERSEERS: &[Role] = &[Role::Supervisor, Role::Admin];
 /// Who may read operational metrics (a Prometheus scraper gets an API key
 /// with one of these roles).
 const OPERATORS: &[Role] = &[Role::Analyst, Role::Admin];
@@ -668,7 +669,11 @@ impl Policy {
             )
             .allow("/switchboard.v1.CaseService/MergeCustomers", CONTACT_HANDLERS)
             .allow("/switchboard.v1.CaseService/ListCustomerMerges", CONTACT_HANDLERS)
-            .allow("/switchboard.v1.CaseService/UnmergeCustomers", DATA_CORRECTORS)
+            .allow("/switchboard.v1.CaseService/UnmergeCustomers", DATA_OVERSEERS)
+            .allow(
+                "/switchboard.v1.CaseService/ListPersonalDataReads",
+                DATA_OVERSEERS,
+            )
             .allow("/switchboard.v1.CaseService/MakeReferral", CONTACT_HANDLERS)
             .allow(
                 "/switchboard.v1.CaseService/RecordReferralOutcome",
@@ -1033,7 +1038,8 @@ mod tests {
             | "/switchboard.v1.CaseService/ListCustomerMerges"
             | "/switchboard.v1.CaseService/MakeReferral"
             | "/switchboard.v1.CaseService/RecordReferralOutcome" => Some(&[Role::Agent, Role::Supervisor]),
-            "/switchboard.v1.CaseService/UnmergeCustomers" => Some(&[Role::Supervisor, Role::Admin]),
+            "/switchboard.v1.CaseService/UnmergeCustomers"
+            | "/switchboard.v1.CaseService/ListPersonalDataReads" => Some(&[Role::Supervisor, Role::Admin]),
             "/switchboard.v1.AgentService/SignIn"
             | "/switchboard.v1.AgentService/SignOut"
             | "/switchboard.v1.AgentService/SetPresence"

@@ -17,6 +17,7 @@ use switchboard_domain::{
 };
 use uuid::Uuid;
 
+use crate::audit::DataRead;
 use crate::error::{CasesError, CasesResult};
 use crate::lifecycle::{CaseNote, ContactOutcome, IncomingOutcome, StatusChange};
 use crate::merges::{CustomerMerge, MatchSuggestion, MergeRequest};
@@ -121,6 +122,13 @@ pub trait CasesStore: OutboxStore {
 
     /// The merges a customer took part in (either side), oldest first.
     async fn customer_merges(&self, customer_id: CustomerId) -> CasesResult<Vec<CustomerMerge>>;
+
+    /// Records reads of personal data ([`crate::audit`]).
+    async fn record_reads(&self, reads: &[DataRead]) -> CasesResult<()>;
+
+    /// The reads of a customer's personal data, newest first, at most
+    /// `limit` (clamped to 1..=[`crate::TIMELINE_PAGE_MAX`]).
+    async fn reads_of(&self, customer_id: CustomerId, limit: usize) -> CasesResult<Vec<DataRead>>;
 
     /// Readiness: Ok when the database answers.
     async fn check(&self) -> CasesResult<()>;

@@ -19,6 +19,7 @@ use switchboard_bus::{BoxError, OutboxRecord, OutboxStore};
 use switchboard_domain::{CaseId, ContactId, CustomerId, EventId};
 use uuid::Uuid;
 
+use crate::audit::DataRead;
 use crate::error::{CasesError, CasesResult};
 use crate::lifecycle::{
     ACTOR_ROUTING, CaseNote, CaseRules, ContactOutcome, CurrentCase, IncomingOutcome, StatusChange,
@@ -1549,6 +1550,61 @@ impl CasesStore for PgCasesStore {
         }
         tx.commit().await.map_err(CasesError::database("commit"))?;
         Ok(merges)
+    }
+
+    async fn record_reads(&self, reads: &[DataRead]) -> CasesResult<()> {
+        if reads.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = reads.iter().map(|read| read.id).collect();
+        let at: Vec<DateTime<Utc>> = reads.iter().map(|read| to_micros(read.at)).collect();
+        let actors: Vec<&str> = reads.iter().map(|read| read.actor.as_str()).collect();
+        let actions: Vec<&str> = reads.iter().map(|read| read.action.as_str()).collect();
+        let customers: Vec<Uuid> = reads.iter().map(|read| read.customer_id.as_uuid()).collect();
+        let records: Vec<Uuid> = reads.iter().map(|read| read.record_id).collect();
+        let purposes: Vec<&str> = reads.iter().map(|read| read.purpose.as_str()).collect();
+        sqlx::query(
+            "INSERT INTO personal_data_reads (id, at, actor, action, customer_id, record_id, purpose) \
+             SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::uuid[], $6::uuid[], $7::text[])",
+        )
+        .bind(&ids)
+        .bind(&at)
+        .bind(&actors)
+        .bind(&actions)
+        .bind(&customers)
+        .bind(&records)
+        .bind(&purposes)
+        .execute(&self.pool)
+        .await
+        .map_err(CasesError::database("record reads"))?;
+        Ok(())
+    }
+
+    async fn reads_of(&self, customer_id: CustomerId, limit: usize) -> CasesResult<Vec<DataRead>> {
+        let limit = clamp_page(limit, TIMELINE_PAGE_MAX);
+        sqlx::query(
+            "SELECT id, at, actor, action, customer_id, record_id, purpose FROM personal_data_reads \
+             WHERE customer_id = $1 ORDER BY at DESC, id DESC LIMIT $2",
+        )
+        .bind(customer_id.as_uuid())
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(CasesError::database("read the read log"))?
+        .iter()
+        .map(|row| {
+            let error = || CasesError::database("read the read log");
+            Ok(DataRead {
+                id: row.try_get("id").map_err(error())?,
+                at: row.try_get("at").map_err(error())?,
+                actor: row.try_get("actor").map_err(error())?,
+                action: row.try_get("action").map_err(error())?,
+                customer_id: CustomerId::from_uuid(row.try_get("customer_id").map_err(error())?),
+                record_id: row.try_get("record_id").map_err(error())?,
+                purpose: row.try_get("purpose").map_err(error())?,
+            })
+        })
+        .collect()
     }
 
     async fn check(&self) -> CasesResult<()> {

@@ -24,6 +24,7 @@ use switchboard_bus::{BoxError, OutboxRecord, OutboxStore};
 use switchboard_domain::{CaseId, ContactId, CustomerId, EventId};
 use uuid::Uuid;
 
+use crate::audit::DataRead;
 use crate::error::{CasesError, CasesResult};
 use crate::lifecycle::{
     ACTOR_ROUTING, CaseNote, CaseRules, ContactOutcome, CurrentCase, IncomingOutcome, StatusChange,
@@ -1500,6 +1501,62 @@ impl CasesStore for SqliteCasesStore {
         }
         tx.commit().await.map_err(CasesError::database("commit"))?;
         Ok(merges)
+    }
+
+    async fn record_reads(&self, reads: &[DataRead]) -> CasesResult<()> {
+        if reads.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(CasesError::database("begin"))?;
+        for read in reads {
+            sqlx::query(
+                "INSERT INTO personal_data_reads (id, at, actor, action, customer_id, record_id, purpose) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )
+            .bind(text_id(read.id))
+            .bind(micros(read.at))
+            .bind(&read.actor)
+            .bind(&read.action)
+            .bind(text_id(read.customer_id.as_uuid()))
+            .bind(text_id(read.record_id))
+            .bind(&read.purpose)
+            .execute(&mut *tx)
+            .await
+            .map_err(CasesError::database("record reads"))?;
+        }
+        tx.commit().await.map_err(CasesError::database("commit"))?;
+        Ok(())
+    }
+
+    async fn reads_of(&self, customer_id: CustomerId, limit: usize) -> CasesResult<Vec<DataRead>> {
+        let limit = clamp_page(limit, TIMELINE_PAGE_MAX);
+        sqlx::query(
+            "SELECT id, at, actor, action, customer_id, record_id, purpose FROM personal_data_reads \
+             WHERE customer_id = ?1 ORDER BY at DESC, id DESC LIMIT ?2",
+        )
+        .bind(text_id(customer_id.as_uuid()))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(CasesError::database("read the read log"))?
+        .iter()
+        .map(|row| {
+            let error = || CasesError::database("read the read log");
+            Ok(DataRead {
+                id: uuid_column(row, "id")?,
+                at: time_column(row, "at")?,
+                actor: row.try_get("actor").map_err(error())?,
+                action: row.try_get("action").map_err(error())?,
+                customer_id: CustomerId::from_uuid(uuid_column(row, "customer_id")?),
+                record_id: uuid_column(row, "record_id")?,
+                purpose: row.try_get("purpose").map_err(error())?,
+            })
+        })
+        .collect()
     }
 
     async fn check(&self) -> CasesResult<()> {
