@@ -62,6 +62,11 @@ pub enum CasesError {
     #[error("referral refused: {0}")]
     Referral(#[from] crate::referrals::ReferralError),
 
+    /// An erasure the customer's state does not allow (already erased, or
+    /// merged into another customer).
+    #[error("{0}")]
+    ErasureRefused(String),
+
     /// The bus failed in a way the consumer cannot wait out.
     #[error("bus failed")]
     Bus(#[from] switchboard_bus::BusError),
@@ -93,6 +98,7 @@ impl CasesError {
             | CasesError::Transition(_)
             | CasesError::AnotherOpenCase { .. }
             | CasesError::MergeRefused(_)
+            | CasesError::ErasureRefused(_)
             | CasesError::Referral(_) => false,
         }
     }

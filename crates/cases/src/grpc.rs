@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use crate::audit::{self, DataRead};
+use crate::erasure::ErasureRequest;
 use crate::error::CasesError;
 use crate::lifecycle::{MAX_NOTE_CHARS, MAX_REASON_CHARS, StatusChange};
 use crate::merges::{MAX_MERGE_REASON_CHARS, MergeRequest};
@@ -25,6 +26,7 @@ use crate::model::{
 };
 use crate::referrals::ReferralError;
 use crate::store::CasesStore;
+use crate::subject_access;
 use crate::wire::{new_referral, referral_outcome};
 
 /// The `CaseService` implementation.
@@ -100,9 +102,10 @@ fn store_status(error: &CasesError) -> Status {
         CasesError::InvalidPageToken => {
             status::invalid_field("page_token", "not a page token from a previous response")
         }
-        CasesError::Transition(_) | CasesError::AnotherOpenCase { .. } | CasesError::MergeRefused(_) => {
-            Status::failed_precondition(error.to_string())
-        }
+        CasesError::Transition(_)
+        | CasesError::AnotherOpenCase { .. }
+        | CasesError::MergeRefused(_)
+        | CasesError::ErasureRefused(_) => Status::failed_precondition(error.to_string()),
         CasesError::Referral(refused) => referral_status(refused),
         error if error.is_transient() => status::unavailable(error),
         error => status::internal(error),
@@ -415,18 +418,68 @@ impl CaseService for CasesGrpc {
         let limit = page_size(request.page_size, TIMELINE_PAGE_DEFAULT, TIMELINE_PAGE_MAX);
         match self.store.reads_of(customer_id, limit).await {
             Ok(reads) => Ok(Response::new(v1::ListPersonalDataReadsResponse {
-                reads: reads
-                    .into_iter()
-                    .map(|read| v1::PersonalDataRead {
-                        at: Some(crate::wire::timestamp(read.at)),
-                        actor: read.actor,
-                        action: read.action,
-                        customer_id: read.customer_id.to_string(),
-                        record_id: read.record_id.to_string(),
-                        purpose: read.purpose,
-                    })
-                    .collect(),
+                reads: reads.into_iter().map(Into::into).collect(),
             })),
+            Err(error) => Err(store_status(&error)),
+        }
+    }
+    #[tracing::instrument(name = "cases.export_customer_data", skip_all)]
+    async fn export_customer_data(
+        &self,
+        request: Request<v1::ExportCustomerDataRequest>,
+    ) -> Result<Response<v1::ExportCustomerDataResponse>, Status> {
+        let customer_id = CustomerId::parse(&request.get_ref().customer_id)
+            .map_err(|error| status::invalid_field("customer_id", &error.to_string()))?;
+        let data = match subject_access::export(self.store.as_ref(), customer_id).await {
+            Ok(Some(data)) => data,
+            Ok(None) => return Err(Status::not_found("no such customer")),
+            Err(error) => return Err(store_status(&error)),
+        };
+        self.audit(
+            &request,
+            "ExportCustomerData",
+            [(customer_id, customer_id.as_uuid())],
+        )
+        .await?;
+        let json = subject_access::json(&data).map_err(|error| store_status(&error))?;
+        let html = subject_access::html(&data);
+        Ok(Response::new(v1::ExportCustomerDataResponse {
+            data: Some(data),
+            json,
+            html,
+        }))
+    }
+
+    #[tracing::instrument(name = "cases.erase_customer", skip_all)]
+    async fn erase_customer(
+        &self,
+        request: Request<v1::EraseCustomerRequest>,
+    ) -> Result<Response<v1::Erasure>, Status> {
+        let actor = Principal::require(&request)?.subject.clone();
+        let request = request.get_ref();
+        let mut errors = ValidationErrors::new();
+        let customer_id = CustomerId::parse(&request.customer_id)
+            .map_err(|error| errors.push("customer_id", error.to_string()))
+            .ok();
+        let reason = checked_reason(
+            &mut errors,
+            &request.reason,
+            "say why, e.g. the request's reference",
+        );
+        let Some(customer_id) = customer_id.filter(|_| errors.is_empty()) else {
+            return Err(status::invalid_argument(&errors));
+        };
+        let erasure = ErasureRequest {
+            customer_id,
+            reason,
+            actor,
+        };
+        match self.store.erase_customer(&erasure).await {
+            Ok(Some(erased)) => {
+                tracing::info!(customer_id = %customer_id, "customer erased");
+                Ok(Response::new(erased.into()))
+            }
+            Ok(None) => Err(Status::not_found("no such customer")),
             Err(error) => Err(store_status(&error)),
         }
     }

@@ -28,9 +28,13 @@
 //!   ([`SqliteCasesStore`], `cases.db`) implementations; SQL lives there and
 //!   in `migrations/`.
 //! - [`grpc`]: [`CasesGrpc`], the `switchboard.v1.CaseService` server.
+//! - [`subject_access`]: everything held about a resident, as JSON and as a
+//!   readable HTML document.
 //! - `wire` (private): proto ⇄ domain conversions used by `grpc` and `inbound`.
 //! - [`audit`]: the log of every read of a resident's personal data (who,
 //!   when, what, why), written before `CaseService` answers.
+//! - [`erasure`]: erasing a resident's personal data while keeping the
+//!   statistics whole.
 //! - [`lifecycle`]: the case rules (due dates, re-opening, repeat contacts,
 //!   status changes, what a wrap-up disposition does) and their types.
 //! - [`merges`]: possible matches suggested to agents, and merging two
@@ -42,6 +46,7 @@
 
 pub mod audit;
 pub mod consumer;
+pub mod erasure;
 pub mod error;
 pub mod grpc;
 mod inbound;
@@ -51,10 +56,12 @@ pub mod model;
 mod plan;
 pub mod referrals;
 pub mod store;
+pub mod subject_access;
 mod wire;
 
 pub use audit::DataRead;
 pub use consumer::{CasesConsumer, ConsumerConfig};
+pub use erasure::{CaseStatistics, Erasure, ErasureRequest};
 pub use error::{CasesError, CasesResult};
 pub use grpc::CasesGrpc;
 pub use lifecycle::{

@@ -13,6 +13,8 @@ pub(crate) use switchboard_runtime::wire::{
     channel_from_proto, channel_to_proto, customer_to_proto, from_timestamp, needs_to_proto, timestamp,
 };
 
+use crate::audit::DataRead;
+use crate::erasure::Erasure;
 use crate::lifecycle::CaseNote;
 use crate::merges::{CustomerMerge, MatchSuggestion};
 use crate::model::{
@@ -434,5 +436,29 @@ pub(crate) fn referral_outcome(
             reported_by,
         }),
         _ => Err(errors),
+    }
+}
+
+impl From<DataRead> for v1::PersonalDataRead {
+    fn from(read: DataRead) -> Self {
+        v1::PersonalDataRead {
+            at: Some(timestamp(read.at)),
+            actor: read.actor,
+            action: read.action,
+            customer_id: read.customer_id.to_string(),
+            record_id: read.record_id.to_string(),
+            purpose: read.purpose,
+        }
+    }
+}
+
+impl From<Erasure> for v1::Erasure {
+    fn from(erasure: Erasure) -> Self {
+        v1::Erasure {
+            customer_id: erasure.customer_id.to_string(),
+            erased_by: erasure.erased_by,
+            erased_at: Some(timestamp(erasure.erased_at)),
+            reason: erasure.reason,
+        }
     }
 }

@@ -935,3 +935,104 @@ fn with_purpose<T>(message: T) -> tonic::Request<T> {
     );
     request
 }
+
+#[tokio::test]
+async fn a_resident_gets_everything_held_about_them_and_after_erasure_nothing() {
+    let mut server = spawn_server().await;
+    let visit = ContactBuilder::new(Channel::FaceToFace, "council-tax")
+        .name("Katherine Johnson")
+        .email("katherine@example.org")
+        .build();
+    let applied = server
+        .store
+        .apply_contacts(std::slice::from_ref(&visit))
+        .await
+        .unwrap();
+    let customer_id = applied[0].applied().unwrap().customer_id.to_string();
+    let export = |customer_id: String| v1::ExportCustomerDataRequest { customer_id };
+
+    let response = server
+        .client
+        .export_customer_data(with_purpose(export(customer_id.clone())))
+        .await
+        .unwrap()
+        .into_inner();
+    let data = response.data.unwrap();
+    assert_eq!(data.contacts.len(), 1);
+    assert_eq!(data.cases.len(), 1);
+    assert_eq!(data.customer.unwrap().customer.unwrap().name, "Katherine Johnson");
+    let json: serde_json::Value = serde_json::from_str(&response.json).unwrap();
+    assert_eq!(json["customer"]["customer"]["email"], "katherine@example.org");
+    assert_eq!(json["contacts"][0]["summary"], "moving house next month");
+    assert!(response.html.starts_with("<!DOCTYPE html>"));
+    for expected in [
+        "Information we hold about you",
+        "Katherine Johnson",
+        "moving house next month",
+    ] {
+        assert!(response.html.contains(expected), "{expected} in the document");
+    }
+    // The export is itself a logged read.
+    let reads = server
+        .client
+        .list_personal_data_reads(v1::ListPersonalDataReadsRequest {
+            customer_id: customer_id.clone(),
+            page_size: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .reads;
+    assert_eq!(reads[0].action, "ExportCustomerData");
+
+    let erased = server
+        .client
+        .erase_customer(v1::EraseCustomerRequest {
+            customer_id: customer_id.clone(),
+            reason: "erasure request ER-2026-0042".to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(erased.erased_by, AGENT);
+    let after = server
+        .client
+        .export_customer_data(export(customer_id.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    for gone in ["Katherine", "katherine@example.org", "moving house next month"] {
+        assert!(!after.html.contains(gone), "{gone} is erased from the document");
+        assert!(!after.json.contains(gone), "{gone} is erased from the JSON");
+    }
+    assert!(after.html.contains("was erased on"));
+    assert_eq!(
+        after.data.unwrap().erasure.unwrap().reason,
+        "erasure request ER-2026-0042"
+    );
+
+    let again = server
+        .client
+        .erase_customer(v1::EraseCustomerRequest {
+            customer_id: customer_id.clone(),
+            reason: "again".to_owned(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::FailedPrecondition);
+    let bad = server
+        .client
+        .erase_customer(v1::EraseCustomerRequest {
+            customer_id: "who".to_owned(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&bad), ["customer_id", "reason"]);
+    let unknown = server
+        .client
+        .export_customer_data(export(CustomerId::new().to_string()))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+}

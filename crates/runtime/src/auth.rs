@@ -620,9 +620,12 @@ const ROUTING_ADMINS: &[Role] = &[Role::Supervisor, Role::Admin];
 /// the telephony adapter and web back end, and staff at the desk.
 const QUEUE_REPORTERS: &[Role] = &[Role::IntakeClient, Role::Agent, Role::Supervisor];
 /// Who oversees the handling of residents' data: undoing a merge of two
-/// residents' records (the data of two people at stake), and reading who
-/// looked at a resident's data.
+/// residents' records (the data of two people at stake), reading who looked
+/// at a resident's data, and exporting it for a subject access request.
 const DATA_OVERSEERS: &[Role] = &[Role::Supervisor, Role::Admin];
+/// Who may erase a resident's personal data: irreversible, so only admins
+/// (the role a council gives its data protection staff).
+const ERASERS: &[Role] = &[Role::Admin];
 /// Who may read operational metrics (a Prometheus scraper gets an API key
 /// with one of these roles).
 const OPERATORS: &[Role] = &[Role::Analyst, Role::Admin];
@@ -674,6 +677,8 @@ impl Policy {
                 "/switchboard.v1.CaseService/ListPersonalDataReads",
                 DATA_OVERSEERS,
             )
+            .allow("/switchboard.v1.CaseService/ExportCustomerData", DATA_OVERSEERS)
+            .allow("/switchboard.v1.CaseService/EraseCustomer", ERASERS)
             .allow("/switchboard.v1.CaseService/MakeReferral", CONTACT_HANDLERS)
             .allow(
                 "/switchboard.v1.CaseService/RecordReferralOutcome",
@@ -1039,7 +1044,9 @@ mod tests {
             | "/switchboard.v1.CaseService/MakeReferral"
             | "/switchboard.v1.CaseService/RecordReferralOutcome" => Some(&[Role::Agent, Role::Supervisor]),
             "/switchboard.v1.CaseService/UnmergeCustomers"
-            | "/switchboard.v1.CaseService/ListPersonalDataReads" => Some(&[Role::Supervisor, Role::Admin]),
+            | "/switchboard.v1.CaseService/ListPersonalDataReads"
+            | "/switchboard.v1.CaseService/ExportCustomerData" => Some(&[Role::Supervisor, Role::Admin]),
+            "/switchboard.v1.CaseService/EraseCustomer" => Some(&[Role::Admin]),
             "/switchboard.v1.AgentService/SignIn"
             | "/switchboard.v1.AgentService/SignOut"
             | "/switchboard.v1.AgentService/SetPresence"

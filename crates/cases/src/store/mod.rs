@@ -18,6 +18,7 @@ use switchboard_domain::{
 use uuid::Uuid;
 
 use crate::audit::DataRead;
+use crate::erasure::{CaseStatistics, Erasure, ErasureRequest};
 use crate::error::{CasesError, CasesResult};
 use crate::lifecycle::{CaseNote, ContactOutcome, IncomingOutcome, StatusChange};
 use crate::merges::{CustomerMerge, MatchSuggestion, MergeRequest};
@@ -129,6 +130,17 @@ pub trait CasesStore: OutboxStore {
     /// The reads of a customer's personal data, newest first, at most
     /// `limit` (clamped to 1..=[`crate::TIMELINE_PAGE_MAX`]).
     async fn reads_of(&self, customer_id: CustomerId, limit: usize) -> CasesResult<Vec<DataRead>>;
+
+    /// Erases a customer ([`crate::erasure`] says what goes and what stays).
+    /// `None` when there is no such customer; an error when they were erased
+    /// already or merged into another (erase the survivor instead).
+    async fn erase_customer(&self, request: &ErasureRequest) -> CasesResult<Option<Erasure>>;
+
+    /// The erasure of a customer, if they were erased.
+    async fn erasure_of(&self, customer_id: CustomerId) -> CasesResult<Option<Erasure>>;
+
+    /// Contacts and cases counted as the council reports them.
+    async fn statistics(&self) -> CasesResult<CaseStatistics>;
 
     /// Readiness: Ok when the database answers.
     async fn check(&self) -> CasesResult<()>;
@@ -263,6 +275,15 @@ impl CustomerRow {
             created_at: self.created_at,
         })
     }
+}
+
+/// The needs an erased contact keeps: none (they may reveal a disability or
+/// a vulnerability), in their stored form.
+pub(crate) fn erased_needs() -> CasesResult<String> {
+    serde_json::to_string(&Needs::default()).map_err(|error| CasesError::Corrupt {
+        column: "contacts.needs",
+        reason: error.to_string(),
+    })
 }
 
 pub(crate) fn clamp_page(requested: usize, max: usize) -> usize {

@@ -20,6 +20,7 @@ use switchboard_domain::{CaseId, ContactId, CustomerId, EventId};
 use uuid::Uuid;
 
 use crate::audit::DataRead;
+use crate::erasure::{CaseStatistics, ERASED, Erasure, ErasureRequest};
 use crate::error::{CasesError, CasesResult};
 use crate::lifecycle::{
     ACTOR_ROUTING, CaseNote, CaseRules, ContactOutcome, CurrentCase, IncomingOutcome, StatusChange,
@@ -37,7 +38,9 @@ use crate::plan::{
 use crate::referrals::{
     NewReferral, Referral, ReferralId, ReferralOutcome, check_referral, plan_outcome, plan_referral,
 };
-use crate::store::{CasesStore, StoredCase, StoredContact, StoredReferral, assemble_timeline, clamp_page};
+use crate::store::{
+    CasesStore, StoredCase, StoredContact, StoredReferral, assemble_timeline, clamp_page, erased_needs,
+};
 
 // Column lists as macros so `concat!` builds each statement as one literal:
 // SQL here is never formatted at run time.
@@ -1605,6 +1608,178 @@ impl CasesStore for PgCasesStore {
             })
         })
         .collect()
+    }
+
+    #[tracing::instrument(name = "cases.erase_customer", skip_all, fields(customer_id = %request.customer_id))]
+    async fn erase_customer(&self, request: &ErasureRequest) -> CasesResult<Option<Erasure>> {
+        let now = to_micros(Utc::now());
+        let id = request.customer_id.as_uuid();
+        let mut tx = self.pool.begin().await.map_err(CasesError::database("begin"))?;
+        let row = sqlx::query(
+            "SELECT merged_into, EXISTS (SELECT 1 FROM erasures WHERE customer_id = $1) AS erased \
+             FROM customers WHERE id = $1 FOR UPDATE",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(CasesError::database("lock customer"))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let merged_into: Option<Uuid> = row
+            .try_get("merged_into")
+            .map_err(CasesError::database("read customer"))?;
+        let erased: bool = row
+            .try_get("erased")
+            .map_err(CasesError::database("read customer"))?;
+        if let Some(survivor) = merged_into {
+            return Err(CasesError::ErasureRefused(format!(
+                "the customer was merged into {survivor}: erase that customer"
+            )));
+        }
+        if erased {
+            return Err(CasesError::ErasureRefused(
+                "the customer was erased already".to_owned(),
+            ));
+        }
+        // Each statement takes the customer id ($1); those that write erased
+        // text or needs take them as $2.
+        let with_id_only: [(&str, &'static str); 3] = [
+            // The customer, and any customer merged into them (who still
+            // holds the identifiers they had).
+            (
+                "UPDATE customers SET name = NULL, name_folded = NULL, phone_e164 = NULL, email = NULL, \
+                    postcode = NULL, address_line = NULL, uprn = NULL \
+                 WHERE id = $1 OR merged_into = $1",
+                "erase customer",
+            ),
+            (
+                "DELETE FROM case_notes WHERE case_id IN (SELECT id FROM cases WHERE customer_id = $1)",
+                "delete case notes",
+            ),
+            (
+                "DELETE FROM match_suggestions WHERE customer_id = $1 OR candidate_id = $1 \
+                    OR customer_id IN (SELECT id FROM customers WHERE merged_into = $1) \
+                    OR candidate_id IN (SELECT id FROM customers WHERE merged_into = $1)",
+                "delete match suggestions",
+            ),
+        ];
+        for (statement, operation) in with_id_only {
+            sqlx::query(statement)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(CasesError::database(operation))?;
+        }
+        let with_text: [(&str, &'static str); 4] = [
+            (
+                "UPDATE case_history SET reason = $2 WHERE case_id IN (SELECT id FROM cases WHERE customer_id = $1)",
+                "erase case history",
+            ),
+            (
+                "UPDATE referrals SET note = '', \
+                    consent_statement = CASE WHEN consent_statement IS NULL THEN NULL ELSE $2 END, \
+                    outcome_note = CASE WHEN outcome_note IS NULL THEN NULL ELSE $2 END \
+                 WHERE case_id IN (SELECT id FROM cases WHERE customer_id = $1)",
+                "erase referrals",
+            ),
+            (
+                "UPDATE customer_merges SET reason = $2, \
+                    unmerge_reason = CASE WHEN unmerge_reason IS NULL THEN NULL ELSE $2 END \
+                 WHERE survivor_id = $1 OR merged_id = $1",
+                "erase merges",
+            ),
+            (
+                "UPDATE personal_data_reads SET purpose = $2 WHERE customer_id = $1",
+                "erase read log",
+            ),
+        ];
+        for (statement, operation) in with_text {
+            sqlx::query(statement)
+                .bind(id)
+                .bind(ERASED)
+                .execute(&mut *tx)
+                .await
+                .map_err(CasesError::database(operation))?;
+        }
+        sqlx::query(
+            "UPDATE contacts SET summary = '', details = '{}'::jsonb, needs = $2::jsonb, \
+                origin = origin - 'caller_number' - 'call_id' - 'page_url' - 'desk' \
+             WHERE customer_id = $1",
+        )
+        .bind(id)
+        .bind(erased_needs()?)
+        .execute(&mut *tx)
+        .await
+        .map_err(CasesError::database("erase contacts"))?;
+        sqlx::query(
+            "INSERT INTO erasures (customer_id, erased_by, erased_at, reason) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(&request.actor)
+        .bind(now)
+        .bind(&request.reason)
+        .execute(&mut *tx)
+        .await
+        .map_err(CasesError::database("record erasure"))?;
+        tx.commit().await.map_err(CasesError::database("commit"))?;
+        Ok(Some(Erasure {
+            customer_id: request.customer_id,
+            erased_by: request.actor.clone(),
+            erased_at: now,
+            reason: request.reason.clone(),
+        }))
+    }
+
+    async fn erasure_of(&self, customer_id: CustomerId) -> CasesResult<Option<Erasure>> {
+        let row = sqlx::query("SELECT erased_by, erased_at, reason FROM erasures WHERE customer_id = $1")
+            .bind(customer_id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(CasesError::database("read erasure"))?;
+        row.map(|row| {
+            let error = || CasesError::database("read erasure");
+            Ok(Erasure {
+                customer_id,
+                erased_by: row.try_get("erased_by").map_err(error())?,
+                erased_at: row.try_get("erased_at").map_err(error())?,
+                reason: row.try_get("reason").map_err(error())?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn statistics(&self) -> CasesResult<CaseStatistics> {
+        let mut statistics = CaseStatistics::default();
+        for (query, counts) in [
+            (
+                "SELECT k.service AS a, k.channel AS b, COALESCE(o.disposition, '') AS c, count(*) AS n \
+                 FROM contacts k LEFT JOIN contact_outcomes o ON o.contact_id = k.id GROUP BY 1, 2, 3",
+                &mut statistics.contacts,
+            ),
+            (
+                "SELECT service AS a, status AS b, COALESCE(outcome, '') AS c, count(*) AS n FROM cases GROUP BY 1, 2, 3",
+                &mut statistics.cases,
+            ),
+        ] {
+            for row in sqlx::query(query)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(CasesError::database("count for statistics"))?
+            {
+                let error = || CasesError::database("read statistics");
+                let n: i64 = row.try_get("n").map_err(error())?;
+                counts.insert(
+                    (
+                        row.try_get("a").map_err(error())?,
+                        row.try_get("b").map_err(error())?,
+                        row.try_get("c").map_err(error())?,
+                    ),
+                    u64::try_from(n).unwrap_or_default(),
+                );
+            }
+        }
+        Ok(statistics)
     }
 
     async fn check(&self) -> CasesResult<()> {
