@@ -277,6 +277,23 @@ impl CustomerRow {
     }
 }
 
+/// Contacts by service, channel and outcome ("" before routing reports one),
+/// as both stores count them for [`CaseStatistics`].
+pub(crate) const CONTACT_STATISTICS: &str = "SELECT k.service, k.channel, COALESCE(o.disposition, ''), count(*) \
+     FROM contacts k LEFT JOIN contact_outcomes o ON o.contact_id = k.id GROUP BY 1, 2, 3";
+/// Cases by service, status and outcome ("" until resolved).
+pub(crate) const CASE_STATISTICS: &str =
+    "SELECT service, status, COALESCE(outcome, ''), count(*) FROM cases GROUP BY 1, 2, 3";
+
+pub(crate) fn add_counts(
+    counts: &mut std::collections::BTreeMap<(String, String, String), u64>,
+    rows: Vec<(String, String, String, i64)>,
+) {
+    for (first, second, third, count) in rows {
+        counts.insert((first, second, third), u64::try_from(count).unwrap_or_default());
+    }
+}
+
 /// The needs an erased contact keeps: none (they may reveal a disability or
 /// a vulnerability), in their stored form.
 pub(crate) fn erased_needs() -> CasesResult<String> {

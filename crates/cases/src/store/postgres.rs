@@ -39,7 +39,8 @@ use crate::referrals::{
     NewReferral, Referral, ReferralId, ReferralOutcome, check_referral, plan_outcome, plan_referral,
 };
 use crate::store::{
-    CasesStore, StoredCase, StoredContact, StoredReferral, assemble_timeline, clamp_page, erased_needs,
+    CASE_STATISTICS, CONTACT_STATISTICS, CasesStore, StoredCase, StoredContact, StoredReferral, add_counts,
+    assemble_timeline, clamp_page, erased_needs,
 };
 
 // Column lists as macros so `concat!` builds each statement as one literal:
@@ -1752,32 +1753,14 @@ impl CasesStore for PgCasesStore {
     async fn statistics(&self) -> CasesResult<CaseStatistics> {
         let mut statistics = CaseStatistics::default();
         for (query, counts) in [
-            (
-                "SELECT k.service AS a, k.channel AS b, COALESCE(o.disposition, '') AS c, count(*) AS n \
-                 FROM contacts k LEFT JOIN contact_outcomes o ON o.contact_id = k.id GROUP BY 1, 2, 3",
-                &mut statistics.contacts,
-            ),
-            (
-                "SELECT service AS a, status AS b, COALESCE(outcome, '') AS c, count(*) AS n FROM cases GROUP BY 1, 2, 3",
-                &mut statistics.cases,
-            ),
+            (CONTACT_STATISTICS, &mut statistics.contacts),
+            (CASE_STATISTICS, &mut statistics.cases),
         ] {
-            for row in sqlx::query(query)
+            let rows: Vec<(String, String, String, i64)> = sqlx::query_as(query)
                 .fetch_all(&self.pool)
                 .await
-                .map_err(CasesError::database("count for statistics"))?
-            {
-                let error = || CasesError::database("read statistics");
-                let n: i64 = row.try_get("n").map_err(error())?;
-                counts.insert(
-                    (
-                        row.try_get("a").map_err(error())?,
-                        row.try_get("b").map_err(error())?,
-                        row.try_get("c").map_err(error())?,
-                    ),
-                    u64::try_from(n).unwrap_or_default(),
-                );
-            }
+                .map_err(CasesError::database("count for statistics"))?;
+            add_counts(counts, rows);
         }
         Ok(statistics)
     }
