@@ -80,7 +80,8 @@ async fn a_new_case_is_due_by_its_service_target_in_working_days(store: &dyn Cas
         .build();
     let case_id = applied(&store.apply_contacts(&[summer]).await.unwrap()).case_id;
     let case = detail(store, case_id).await.case;
-    assert!(case.due_at.is_some());
+    // Thursday 2 July: due at the end of Monday 6 July, 23:59:59 BST.
+    assert_eq!(case.due_at, Some(at("2026-07-06T22:59:59Z")));
     let opened = outbox_payloads(store)
         .await
         .into_iter()

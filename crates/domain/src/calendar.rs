@@ -11,18 +11,17 @@
 //! UK summer time follows a short fixed rule (the Summer Time Order 2002:
 //! from 01:00 UTC on the last Sunday of March to 01:00 UTC on the last Sunday
 //! of October), so it is computed here rather than pulling in a time-zone
-//! database, as the routing crate does.
+//! database; routing uses the same rule for opening hours.
 
 use std::collections::BTreeMap;
+
+use serde::Deserialize;
 
 use chrono::{DateTime, Datelike, Days, Duration, NaiveDate, NaiveDateTime, NaiveTime, Utc, Weekday};
 
 /// The one time zone councils here work in; the key exists so a config
 /// states it rather than leaving readers to assume.
 const TIME_ZONE: &str = "Europe/London";
-
-const CALENDAR_KEYS: &[&str] = &["time_zone", "bank_holidays"];
-const HOLIDAY_KEYS: &[&str] = &["date", "name"];
 
 /// The repo's routing config, whose `[calendar]` is the shipped bank holiday list.
 const EMBEDDED_ROUTING: &str = include_str!("../../../seeds/routing.toml");
@@ -68,76 +67,31 @@ impl WorkingCalendar {
         }
     }
 
-    /// Reads the `[calendar]` table of a TOML document, ignoring its other
-    /// tables: `time_zone` (only "Europe/London") and `bank_holidays`, a
-    /// list of `{ date = "YYYY-MM-DD", name = "…" }`. Dates are strings, as
-    /// the routing config requires, so one file satisfies both readers.
-    pub fn from_toml(text: &str) -> Result<WorkingCalendar, CalendarError> {
-        let document = text.parse::<toml::Table>().map_err(|e| {
-            let line = e
-                .span()
-                .and_then(|span| text.get(..span.start))
-                .map(|before| before.matches('\n').count() + 1);
-            let at = line.map(|line| format!(" at line {line}")).unwrap_or_default();
-            CalendarError {
-                key: None,
-                problem: format!("not valid toml{at}: {}", e.message().trim_end()),
-            }
-        })?;
-        let calendar = document
-            .get("calendar")
-            .ok_or_else(|| CalendarError::at("calendar", "missing: expected a [calendar] table"))?
-            .as_table()
-            .ok_or_else(|| CalendarError::at("calendar", "must be a table"))?;
-        if let Some(unknown) = calendar.keys().find(|key| !CALENDAR_KEYS.contains(&key.as_str())) {
-            return Err(CalendarError::at(
-                format!("calendar.{unknown}"),
-                format!("unknown key; expected {}", CALENDAR_KEYS.join(", ")),
-            ));
-        }
-        let time_zone = calendar
-            .get("time_zone")
-            .ok_or_else(|| CalendarError::at("calendar.time_zone", "missing"))?
-            .as_str()
-            .ok_or_else(|| CalendarError::at("calendar.time_zone", "must be a string"))?;
+    /// Validates a calendar as the `[calendar]` table states it: the time
+    /// zone (only "Europe/London") and the bank holidays as (date
+    /// `YYYY-MM-DD`, name) pairs. Errors name the key, e.g.
+    /// `calendar.bank_holidays[3].date`. The routing config validates its
+    /// `[calendar]` here too, so both readers agree on every rule.
+    pub fn from_holidays<'a>(
+        time_zone: &str,
+        holidays: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<WorkingCalendar, CalendarError> {
         if time_zone != TIME_ZONE {
             return Err(CalendarError::at(
                 "calendar.time_zone",
                 "only Europe/London is supported (UK councils, UK summer time)",
             ));
         }
-        let list = calendar
-            .get("bank_holidays")
-            .ok_or_else(|| CalendarError::at("calendar.bank_holidays", "missing"))?
-            .as_array()
-            .ok_or_else(|| CalendarError::at("calendar.bank_holidays", "must be a list of tables"))?;
         let mut bank_holidays = BTreeMap::new();
-        for (index, item) in list.iter().enumerate() {
+        for (index, (date_text, name)) in holidays.into_iter().enumerate() {
             let key = format!("calendar.bank_holidays[{index}]");
-            let entry = item
-                .as_table()
-                .ok_or_else(|| CalendarError::at(&key, "must be a table { date = \"…\", name = \"…\" }"))?;
-            if let Some(unknown) = entry.keys().find(|k| !HOLIDAY_KEYS.contains(&k.as_str())) {
-                return Err(CalendarError::at(
-                    format!("{key}.{unknown}"),
-                    "unknown key; expected date, name",
-                ));
-            }
-            let text_of = |field: &str| -> Result<&str, CalendarError> {
-                entry
-                    .get(field)
-                    .ok_or_else(|| CalendarError::at(format!("{key}.{field}"), "missing"))?
-                    .as_str()
-                    .ok_or_else(|| CalendarError::at(format!("{key}.{field}"), "must be a string"))
-            };
-            let date_text = text_of("date")?;
             let date = NaiveDate::parse_from_str(date_text, "%Y-%m-%d").map_err(|_| {
                 CalendarError::at(
                     format!("{key}.date"),
                     format!("\"{date_text}\" is not a date such as 2026-12-25"),
                 )
             })?;
-            let name = text_of("name")?.trim();
+            let name = name.trim();
             if name.is_empty() {
                 return Err(CalendarError::at(format!("{key}.name"), "must not be empty"));
             }
@@ -149,6 +103,58 @@ impl WorkingCalendar {
             }
         }
         Ok(WorkingCalendar { bank_holidays })
+    }
+
+    /// Reads the `[calendar]` table of a TOML document (the routing config),
+    /// ignoring its other tables, and validates it with
+    /// [`WorkingCalendar::from_holidays`].
+    pub fn from_toml(text: &str) -> Result<WorkingCalendar, CalendarError> {
+        #[derive(Deserialize)]
+        struct Document {
+            calendar: RawCalendar,
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct RawCalendar {
+            time_zone: String,
+            bank_holidays: Vec<RawHoliday>,
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct RawHoliday {
+            date: String,
+            name: String,
+        }
+        let table = text.parse::<toml::Table>().map_err(|error| {
+            let line = error
+                .span()
+                .and_then(|span| text.get(..span.start))
+                .map(|before| before.matches('\n').count() + 1);
+            let at = line.map(|line| format!(" at line {line}")).unwrap_or_default();
+            CalendarError {
+                key: None,
+                problem: format!("not valid toml{at}: {}", error.message().trim_end()),
+            }
+        })?;
+        // As the routing config does: serde names the path of a missing,
+        // unknown or mistyped key.
+        let document: Document =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|error| {
+                let path = error.path().to_string();
+                let message = error.into_inner().to_string();
+                CalendarError {
+                    key: (path != ".").then_some(path),
+                    problem: message.lines().next().unwrap_or_default().trim_end().to_owned(),
+                }
+            })?;
+        let calendar = document.calendar;
+        Self::from_holidays(
+            &calendar.time_zone,
+            calendar
+                .bank_holidays
+                .iter()
+                .map(|holiday| (holiday.date.as_str(), holiday.name.as_str())),
+        )
     }
 
     /// The calendar of the routing config shipped in the repo's `seeds/`.
@@ -426,7 +432,6 @@ name = "Other tables are not this module's business"
                 "\"28/12/2026\"",
                 "calendar.bank_holidays[1].date",
             ),
-            ("\"2026-12-28\"", "2026-12-28", "calendar.bank_holidays[1].date"),
             (
                 "\"2026-12-28\"",
                 "\"2026-12-25\"",
@@ -442,15 +447,15 @@ name = "Other tables are not this module's business"
                 "title = \"x\"",
                 "calendar.bank_holidays[0].title",
             ),
-            (", name = \"Christmas Day\"", "", "calendar.bank_holidays[0].name"),
+            // A missing key is named by the table that lacks it.
+            (", name = \"Christmas Day\"", "", "calendar.bank_holidays[0]"),
             ("\"Europe/London\"", "\"UTC\"", "calendar.time_zone"),
-            ("time_zone = \"Europe/London\"\n", "", "calendar.time_zone"),
+            ("time_zone = \"Europe/London\"\n", "", "calendar"),
             (
                 "time_zone = \"Europe/London\"",
                 "time_zone = \"Europe/London\"\nzone = 1",
                 "calendar.zone",
             ),
-            ("[calendar]", "[calendar_]", "calendar"),
         ];
         for (from, to, key) in cases {
             let text = MINIMAL.replacen(from, to, 1);
@@ -470,7 +475,11 @@ name = "Other tables are not this module's business"
         assert_eq!(error.key.as_deref(), Some("calendar.bank_holidays"));
         let error =
             WorkingCalendar::from_toml("[calendar]\ntime_zone = \"Europe/London\"").expect_err("no list");
-        assert_eq!(error.key.as_deref(), Some("calendar.bank_holidays"));
+        assert_eq!(error.key.as_deref(), Some("calendar"));
+        assert_eq!(error.problem, "missing field `bank_holidays`");
+        let error = WorkingCalendar::from_toml(&MINIMAL.replacen("[calendar]", "[calendar_]", 1))
+            .expect_err("no [calendar]");
+        assert_eq!(error.to_string(), "missing field `calendar`");
         let error = WorkingCalendar::from_toml("calendar = 3").expect_err("not a table");
         assert_eq!(error.key.as_deref(), Some("calendar"));
         let error =

@@ -327,31 +327,6 @@ pub fn assess(
     }
 }
 
-/// The candidate most likely to be the contact, with its assessment: the
-/// highest confidence, the first in iteration order on a tie (callers list
-/// the earliest created customer first, so duplicates resolve to the
-/// original). `None` when no candidate reaches the suggest threshold.
-pub fn best_match<'e, K>(
-    contact: &IdentityEvidence,
-    candidates: impl IntoIterator<Item = (K, &'e IdentityEvidence)>,
-    thresholds: MatchThresholds,
-) -> Option<(K, MatchAssessment)> {
-    let mut best: Option<(K, MatchAssessment)> = None;
-    for (key, candidate) in candidates {
-        let assessment = assess(contact, candidate, thresholds);
-        if assessment.decision == MatchDecision::NoMatch {
-            continue;
-        }
-        let better = best
-            .as_ref()
-            .is_none_or(|(_, current)| assessment.confidence > current.confidence);
-        if better {
-            best = Some((key, assessment));
-        }
-    }
-    best
-}
-
 /// The name signal, or `None` when either side gave no usable name.
 fn name_signal(a: Option<&PersonName>, b: Option<&PersonName>) -> Option<MatchSignal> {
     let a = name_tokens(a?.as_str());
@@ -823,52 +798,6 @@ mod tests {
                 name_of(a, b)
             );
         }
-    }
-
-    #[test]
-    fn best_match_takes_the_highest_confidence_then_the_earliest() {
-        let contact = IdentityEvidence {
-            name: name("Alex Example"),
-            phone: phone(LANDLINE),
-            email: email("alex@example.org"),
-            ..Default::default()
-        };
-        let household = IdentityEvidence {
-            name: name("Sam Example"),
-            phone: phone(LANDLINE),
-            ..Default::default()
-        };
-        let by_landline = IdentityEvidence {
-            name: name("Alex Example"),
-            phone: phone(LANDLINE),
-            ..Default::default()
-        };
-        let by_email = IdentityEvidence {
-            email: email("alex@example.org"),
-            ..Default::default()
-        };
-        let stranger = IdentityEvidence {
-            name: name("Pat Sample"),
-            ..Default::default()
-        };
-        let candidates = [
-            ("stranger", &stranger),
-            ("household", &household),
-            ("by-email", &by_email),
-            ("by-landline", &by_landline),
-        ];
-        let (key, assessment) =
-            best_match(&contact, candidates, MatchThresholds::default()).expect("a match");
-        // by_email and by_landline both score 90: the earlier wins.
-        assert_eq!(key, "by-email");
-        assert_eq!(assessment.decision, MatchDecision::Automatic);
-        let reversed = candidates.into_iter().rev();
-        let (key, _) = best_match(&contact, reversed, MatchThresholds::default()).expect("a match");
-        assert_eq!(key, "by-landline");
-        let none = best_match(&contact, [(1, &stranger)], MatchThresholds::default());
-        assert!(none.is_none());
-        let empty: [(u8, &IdentityEvidence); 0] = [];
-        assert!(best_match(&contact, empty, MatchThresholds::default()).is_none());
     }
 
     #[test]

@@ -10,6 +10,8 @@
 
 use std::collections::BTreeMap;
 
+use switchboard_domain::WorkingCalendar;
+
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Timelike, Utc, Weekday};
 
 /// Minutes after local midnight, `0..=1440` (1440 is the end of the day).
@@ -49,27 +51,23 @@ impl Schedule {
 /// Bank holidays and named opening-hours schedules.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Calendar {
-    bank_holidays: BTreeMap<NaiveDate, String>,
+    /// The council's working days (the domain's, shared with case due dates).
+    working: WorkingCalendar,
     schedules: BTreeMap<String, Schedule>,
 }
 
 impl Calendar {
-    pub fn new(bank_holidays: BTreeMap<NaiveDate, String>, schedules: BTreeMap<String, Schedule>) -> Self {
-        Calendar {
-            bank_holidays,
-            schedules,
-        }
+    pub fn new(working: WorkingCalendar, schedules: BTreeMap<String, Schedule>) -> Self {
+        Calendar { working, schedules }
     }
 
     /// The name of the bank holiday on this local date, if it is one.
     pub fn bank_holiday(&self, date: NaiveDate) -> Option<&str> {
-        self.bank_holidays.get(&date).map(String::as_str)
+        self.working.bank_holiday(date)
     }
 
     pub fn bank_holidays(&self) -> impl Iterator<Item = (NaiveDate, &str)> {
-        self.bank_holidays
-            .iter()
-            .map(|(date, name)| (*date, name.as_str()))
+        self.working.bank_holidays()
     }
 
     pub fn schedule(&self, name: &str) -> Option<&Schedule> {
@@ -83,7 +81,7 @@ impl Calendar {
             return false;
         };
         let local = uk_local_time(at);
-        let bank_holiday = self.bank_holidays.contains_key(&local.date());
+        let bank_holiday = self.working.bank_holiday(local.date()).is_some();
         let minute = (local.hour() * 60 + local.minute()) as MinuteOfDay;
         schedule
             .ranges_on(local.weekday(), bank_holiday)
@@ -94,7 +92,7 @@ impl Calendar {
     /// Whether a local date is a working day: Monday to Friday and not a bank
     /// holiday.
     pub fn is_working_day(&self, date: NaiveDate) -> bool {
-        !matches!(date.weekday(), Weekday::Sat | Weekday::Sun) && !self.bank_holidays.contains_key(&date)
+        self.working.is_working_day(date)
     }
 
     /// Working days from the local date of `from` to the local date of `to`:
@@ -216,7 +214,7 @@ mod tests {
             NaiveDate::from_ymd_opt(2026, 5, 4).expect("date"),
             "Early May bank holiday".to_owned(),
         )]);
-        let calendar = Calendar::new(holidays, BTreeMap::new());
+        let calendar = Calendar::new(WorkingCalendar::new(holidays), BTreeMap::new());
         // Friday 1 May to Tuesday 5 May: Monday 4 May is a bank holiday.
         assert_eq!(
             calendar.working_days_between(utc(2026, 5, 1, 10, 0), utc(2026, 5, 5, 10, 0)),

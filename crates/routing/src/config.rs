@@ -16,9 +16,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use chrono::NaiveDate;
 use serde::Deserialize;
-use switchboard_domain::{Catalogue, Channel, ServiceId};
+use switchboard_domain::{Catalogue, Channel, ServiceId, WorkingCalendar};
 
 use crate::calendar::{Calendar, OpenRanges, Schedule, parse_ranges};
 use crate::error::ConfigError;
@@ -624,38 +623,20 @@ fn validate(raw: RawConfig) -> Result<RoutingConfig, ConfigError> {
 }
 
 fn validate_calendar(raw: RawCalendar, hours: BTreeMap<String, RawHours>) -> Result<Calendar, ConfigError> {
-    if raw.time_zone != "Europe/London" {
-        return Err(ConfigError::new(
-            "calendar.time_zone",
-            "only Europe/London is supported (UK councils, UK summer time)",
-        ));
-    }
-    let mut bank_holidays = BTreeMap::new();
-    for (index, holiday) in raw.bank_holidays.into_iter().enumerate() {
-        let key = format!("calendar.bank_holidays[{index}]");
-        let date = NaiveDate::parse_from_str(&holiday.date, "%Y-%m-%d").map_err(|_| {
-            ConfigError::new(
-                format!("{key}.date"),
-                format!("`{}` is not a date such as 2026-12-25", holiday.date),
-            )
-        })?;
-        if holiday.name.trim().is_empty() {
-            return Err(ConfigError::new(format!("{key}.name"), "must not be empty"));
-        }
-        if bank_holidays.insert(date, holiday.name).is_some() {
-            return Err(ConfigError::new(
-                format!("{key}.date"),
-                format!("{date} is listed twice"),
-            ));
-        }
-    }
+    let working = WorkingCalendar::from_holidays(
+        &raw.time_zone,
+        raw.bank_holidays
+            .iter()
+            .map(|holiday| (holiday.date.as_str(), holiday.name.as_str())),
+    )
+    .map_err(|error| ConfigError::new(error.key.unwrap_or_else(|| "calendar".to_owned()), error.problem))?;
     let mut schedules = BTreeMap::new();
     for (name, raw_hours) in hours {
         let key = format!("hours.{name}");
         check_slug(&key, &name)?;
         schedules.insert(name, validate_hours(&key, raw_hours)?);
     }
-    Ok(Calendar::new(bank_holidays, schedules))
+    Ok(Calendar::new(working, schedules))
 }
 
 fn validate_hours(key: &str, raw: RawHours) -> Result<Schedule, ConfigError> {
