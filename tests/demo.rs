@@ -48,6 +48,7 @@ fn demo_launch(settings: &Settings, catalogue: &Arc<Catalogue>, demo: Vec<Submit
         demo_handle_time: switchboard::simulate::DEFAULT_HANDLE_TIME,
         routing: None,
         partners: app::load_partners(None, catalogue).expect("the built-in partner directory is valid"),
+        retention: app::load_retention(None).expect("the built-in retention schedule is valid"),
     }
 }
 

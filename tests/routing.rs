@@ -15,8 +15,8 @@ use switchboard::app::Services;
 use switchboard_bus::Topology;
 use switchboard_proto::v1::{
     CaseRecord, CaseStatus, Channel as ContactChannel, ContactRecord, ContactRequest, Customer,
-    GetCaseRequest, GetContactRequest, GetLiveStateRequest, Needs, SubmitContactRequest, get_case_request,
-    submit_contact_request::Origin,
+    CustomerNeeds, GetCaseRequest, GetContactRequest, GetLiveStateRequest, Needs, SubmitContactRequest,
+    UpdateCustomerNeedsRequest, get_case_request, submit_contact_request::Origin,
 };
 use switchboard_runtime::{Role, testing};
 use switchboard_tests::{
@@ -240,6 +240,118 @@ async fn contacts_are_offered_accepted_and_completed_over_the_agent_stream() {
         assert_eq!(case.history[0].actor, "routing");
     }
 
+    desktops.stop();
+    system.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_residents_recorded_needs_route_a_call_that_does_not_repeat_them() {
+    let system = Distributed::start(always_open_routing()).await;
+    let (intake, router, credentials, observer) = (
+        &system.intake,
+        &system.router,
+        &system.credentials,
+        &system.observer,
+    );
+    let mut supervisor = supervisor_client(router.grpc_addr, credentials)
+        .await
+        .expect("supervisor client");
+    put_profiles(
+        &mut supervisor,
+        &[
+            phone_agent("agent-ann", &[]),
+            phone_agent("agent-bsl", &[("bsl", 4)]),
+        ],
+    )
+    .await
+    .expect("profiles");
+    let key = credentials.intake_key.expose_secret().to_owned();
+    let mut intake_client = intake_client_at(intake.grpc_addr, &key)
+        .await
+        .expect("intake client");
+    let mut cases = cases_client_at(system.cases.grpc_addr, &dev_token(credentials, Role::Agent))
+        .await
+        .expect("cases client");
+
+    // A first call, before any agent is on; the agent who later takes it
+    // records with the resident that they use BSL.
+    let first = intake_client
+        .submit_contact(council_tax_call(7, false))
+        .await
+        .expect("first call accepted")
+        .into_inner();
+    let customer_id = loop {
+        if let Ok(record) = cases
+            .get_contact(GetContactRequest {
+                contact_id: first.contact_id.clone(),
+            })
+            .await
+        {
+            break record.into_inner().customer_id;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let record = cases
+        .update_customer_needs(UpdateCustomerNeedsRequest {
+            customer_id: customer_id.clone(),
+            needs: Some(CustomerNeeds {
+                british_sign_language: true,
+                ..CustomerNeeds::default()
+            }),
+        })
+        .await
+        .expect("needs recorded")
+        .into_inner();
+    assert!(record.needs.expect("needs").british_sign_language);
+
+    // They ring again and say nothing of it: the case store tells routing.
+    let mut again = council_tax_call(7, false);
+    again.idempotency_key = "routing-test-7-again".to_owned();
+    let second = intake_client
+        .submit_contact(again)
+        .await
+        .expect("second call accepted")
+        .into_inner();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let live = supervisor
+            .get_live_state(GetLiveStateRequest {})
+            .await
+            .expect("live state")
+            .into_inner();
+        let waiting = live.contacts.iter().find(|c| c.contact_id == second.contact_id);
+        if waiting.is_some_and(|c| c.needs.as_ref().is_some_and(|needs| needs.british_sign_language)) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "routing never learned the recorded need: {waiting:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Now both agents sign in: only the BSL agent may take the second call.
+    let desktops = Desktops::start(vec![router.grpc_addr], credentials, &["agent-ann", "agent-bsl"]);
+    observer
+        .until_completed(2, Duration::from_secs(60))
+        .await
+        .expect("both calls completed");
+    assert_eq!(
+        desktops.completed()[&second.contact_id],
+        vec!["agent-bsl".to_owned()]
+    );
+    let explanation = supervisor
+        .explain_contact(ContactRequest {
+            contact_id: second.contact_id.clone(),
+        })
+        .await
+        .expect("explanation")
+        .into_inner();
+    assert!(
+        explanation.reasons.iter().any(|reason| reason.contains("bsl")),
+        "{:?}",
+        explanation.reasons
+    );
     desktops.stop();
     system.stop().await;
 }

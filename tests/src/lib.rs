@@ -166,6 +166,7 @@ pub async fn start_services_with(
         demo_agents: Vec::new(),
         demo_handle_time: switchboard::simulate::DEFAULT_HANDLE_TIME,
         routing,
+        retention: app::load_retention(None)?,
     };
     let grpc = TcpListener::bind("127.0.0.1:0").await?;
     let http = TcpListener::bind("127.0.0.1:0").await?;

@@ -13,11 +13,14 @@
 //!   consent statements and notes of referrals, the reasons of merges and
 //!   the purposes in the read log are replaced by [`ERASED`];
 //! - suggested matches naming them are deleted;
+//! - the needs on their record are removed, and the statements of their
+//!   consents read [`ERASED`];
 //! - the erasure itself is recorded (who, when, why).
 //!
 //! Events already published carry no personal data in the clear. Intake
 //! keeps its own copy of each contact as received (its own tables), which
-//! this erasure does not reach.
+//! the retention schedule's `intake-contacts` removes within 30 days
+//! ([`crate::retention`]), inside the month an erasure request allows.
 
 use std::collections::BTreeMap;
 

@@ -67,6 +67,12 @@ pub enum CasesError {
     #[error("{0}")]
     ErasureRefused(String),
 
+    /// A needs or consent change the customer's state does not allow
+    /// (erased, merged, vulnerability without consent, withdrawn already);
+    /// the message says why (ids only).
+    #[error("{0}")]
+    NeedsRefused(String),
+
     /// The bus failed in a way the consumer cannot wait out.
     #[error("bus failed")]
     Bus(#[from] switchboard_bus::BusError),
@@ -97,6 +103,7 @@ impl CasesError {
             | CasesError::InvalidPageToken
             | CasesError::Transition(_)
             | CasesError::AnotherOpenCase { .. }
+            | CasesError::NeedsRefused(_)
             | CasesError::MergeRefused(_)
             | CasesError::ErasureRefused(_)
             | CasesError::Referral(_) => false,

@@ -27,7 +27,7 @@ use crate::model::{
 use crate::referrals::ReferralError;
 use crate::store::CasesStore;
 use crate::subject_access;
-use crate::wire::{new_referral, referral_outcome};
+use crate::wire::{consent_withdrawal, needs_update, new_consent, new_referral, referral_outcome};
 
 /// The `CaseService` implementation.
 #[derive(Clone)]
@@ -105,7 +105,8 @@ fn store_status(error: &CasesError) -> Status {
         CasesError::Transition(_)
         | CasesError::AnotherOpenCase { .. }
         | CasesError::MergeRefused(_)
-        | CasesError::ErasureRefused(_) => Status::failed_precondition(error.to_string()),
+        | CasesError::ErasureRefused(_)
+        | CasesError::NeedsRefused(_) => Status::failed_precondition(error.to_string()),
         CasesError::Referral(refused) => referral_status(refused),
         error if error.is_transient() => status::unavailable(error),
         error => status::internal(error),
@@ -482,6 +483,83 @@ impl CaseService for CasesGrpc {
             Ok(None) => Err(Status::not_found("no such customer")),
             Err(error) => Err(store_status(&error)),
         }
+    }
+
+    #[tracing::instrument(name = "cases.update_customer_needs", skip_all)]
+    async fn update_customer_needs(
+        &self,
+        request: Request<v1::UpdateCustomerNeedsRequest>,
+    ) -> Result<Response<v1::CustomerRecord>, Status> {
+        let actor = Principal::require(&request)?.subject.clone();
+        let update =
+            needs_update(request.get_ref(), actor).map_err(|errors| status::invalid_argument(&errors))?;
+        match self.store.update_customer_needs(&update).await {
+            Ok(Some(customer)) => {
+                // The answer shows the resident's record: a read like any other.
+                self.audit(
+                    &request,
+                    "UpdateCustomerNeeds",
+                    [(customer.id, customer.id.as_uuid())],
+                )
+                .await?;
+                Ok(Response::new(customer.into()))
+            }
+            Ok(None) => Err(Status::not_found("no such customer")),
+            Err(error) => Err(store_status(&error)),
+        }
+    }
+
+    #[tracing::instrument(name = "cases.record_consent", skip_all)]
+    async fn record_consent(
+        &self,
+        request: Request<v1::RecordConsentRequest>,
+    ) -> Result<Response<v1::Consent>, Status> {
+        let actor = Principal::require(&request)?.subject.clone();
+        let consent =
+            new_consent(request.get_ref(), actor).map_err(|errors| status::invalid_argument(&errors))?;
+        match self.store.record_consent(&consent).await {
+            Ok(Some(recorded)) => Ok(Response::new(recorded.into())),
+            Ok(None) => Err(Status::not_found("no such customer")),
+            Err(error) => Err(store_status(&error)),
+        }
+    }
+
+    #[tracing::instrument(name = "cases.withdraw_consent", skip_all)]
+    async fn withdraw_consent(
+        &self,
+        request: Request<v1::WithdrawConsentRequest>,
+    ) -> Result<Response<v1::Consent>, Status> {
+        let actor = Principal::require(&request)?.subject.clone();
+        let withdrawal = consent_withdrawal(request.get_ref(), actor)
+            .map_err(|errors| status::invalid_argument(&errors))?;
+        match self.store.withdraw_consent(&withdrawal).await {
+            Ok(Some(withdrawn)) => Ok(Response::new(withdrawn.into())),
+            Ok(None) => Err(Status::not_found("no such consent")),
+            Err(error) => Err(store_status(&error)),
+        }
+    }
+
+    #[tracing::instrument(name = "cases.list_consents", skip_all)]
+    async fn list_consents(
+        &self,
+        request: Request<v1::ListConsentsRequest>,
+    ) -> Result<Response<v1::ListConsentsResponse>, Status> {
+        let customer_id = CustomerId::parse(&request.get_ref().customer_id)
+            .map_err(|error| status::invalid_field("customer_id", &error.to_string()))?;
+        let consents = self
+            .store
+            .consents_of(customer_id)
+            .await
+            .map_err(|error| store_status(&error))?;
+        self.audit(
+            &request,
+            "ListConsents",
+            consents.iter().map(|consent| (customer_id, consent.id)),
+        )
+        .await?;
+        Ok(Response::new(v1::ListConsentsResponse {
+            consents: consents.into_iter().map(Into::into).collect(),
+        }))
     }
 }
 

@@ -40,8 +40,13 @@
 //! - [`merges`]: possible matches suggested to agents, and merging two
 //!   customers into one and undoing it, each step recorded.
 //! - [`model`]: customers, cases, contacts, timeline pages, search criteria.
+//! - [`needs`]: a resident's needs (preferred channel and language,
+//!   accessibility, vulnerability with consent) and their consents; what
+//!   contacts add to them and what routing is told.
 //! - [`referrals`]: signposts and referrals to partner organisations on a
 //!   case (the partner directory, consent, outcomes) and their types.
+//! - [`retention`]: the retention schedule applied to the case store, and
+//!   the daily job that applies it.
 //! - [`error`]: [`CasesError`] and [`CasesResult`].
 
 pub mod audit;
@@ -53,8 +58,10 @@ mod inbound;
 pub mod lifecycle;
 pub mod merges;
 pub mod model;
+pub mod needs;
 mod plan;
 pub mod referrals;
+pub mod retention;
 pub mod store;
 pub mod subject_access;
 mod wire;
@@ -73,8 +80,13 @@ pub use model::{
     IncomingContact, PageToken, QuotedReference, SEARCH_PAGE_DEFAULT, SEARCH_PAGE_MAX, TIMELINE_PAGE_DEFAULT,
     TIMELINE_PAGE_MAX, Timeline, TimelineEntry,
 };
+pub use needs::{
+    ConsentPurpose, ConsentWithdrawal, CustomerConsent, CustomerNeeds, NeedsUpdate, NewConsent,
+    Vulnerability, WithdrawConsent,
+};
 pub use plan::EVENT_SOURCE;
 pub use referrals::{
     Consent, NewReferral, Referral, ReferralError, ReferralId, ReferralOutcome, ReferralStatus,
 };
+pub use retention::{RetentionRun, apply_retention, run_retention};
 pub use store::{CasesStore, MAX_APPLY_BATCH, PgCasesStore, SqliteCasesStore};

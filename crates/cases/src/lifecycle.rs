@@ -327,6 +327,8 @@ pub(crate) fn plan_status_change(
             status: v1::CaseStatus::from(to) as i32,
             reopened,
             repeat_contact: false,
+            // A status change: no contact to route.
+            needs: None,
         })
     };
     StatusUpdate {

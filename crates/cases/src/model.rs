@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use crate::error::{CasesError, CasesResult};
 use crate::lifecycle::{CaseNote, ContactOutcome, StatusRecord};
+use crate::needs::CustomerNeeds;
 use crate::referrals::Referral;
 
 /// Timeline entries per page when the caller does not say.
@@ -81,6 +82,8 @@ pub struct Customer {
     pub id: CustomerId,
     pub details: CustomerDetails,
     pub created_at: DateTime<Utc>,
+    /// How to serve them well ([`crate::needs`]).
+    pub needs: CustomerNeeds,
 }
 
 /// One matter of a resident about one service.

@@ -44,14 +44,16 @@ use chrono::{DateTime, Utc};
 use prost::Message as _;
 use switchboard_domain::identity::{self, IdentityEvidence, MatchAssessment, MatchDecision, MatchSignal};
 use switchboard_domain::{
-    CaseId, CaseReference, Channel, ContactId, CustomerId, EmailAddress, EventId, PersonName, PhoneNumber,
-    Postcode, Uprn,
+    CaseId, CaseReference, Channel, ContactId, CustomerId, EmailAddress, EventId, Needs, PersonName,
+    PhoneNumber, Postcode, Uprn,
 };
 use switchboard_proto::{event_types, v1};
 
 use crate::error::{CasesError, CasesResult};
 use crate::lifecycle::{ACTOR_CONTACT, CaseRules, StatusRecord};
 use crate::model::{AppliedContact, ApplyOutcome, CaseStatus, IncomingContact, fold_name, to_micros};
+use crate::needs::{ConsentPurpose, CustomerConsent, CustomerNeeds, consented_vulnerability};
+use switchboard_runtime::wire::needs_to_proto;
 
 /// The `source` of every event this service publishes.
 pub const EVENT_SOURCE: &str = "cases";
@@ -67,6 +69,7 @@ pub(crate) struct CustomerRow {
     pub(crate) address_line: Option<String>,
     pub(crate) uprn: Option<String>,
     pub(crate) created_at: DateTime<Utc>,
+    pub(crate) needs: CustomerNeeds,
 }
 
 impl CustomerRow {
@@ -109,6 +112,7 @@ impl std::fmt::Debug for CustomerRow {
             .field("address_line", &self.address_line.is_some())
             .field("uprn", &self.uprn.is_some())
             .field("created_at", &self.created_at)
+            .field("needs", &self.needs)
             .finish()
     }
 }
@@ -267,6 +271,15 @@ struct CustomerState {
     filled: bool,
 }
 
+/// Needs a contact stated that added to an existing customer's record: the
+/// store adds them again to the record as it reads it under a row lock, so a
+/// change staff made meanwhile is kept ([`BatchPlan::learned_needs`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LearnedNeeds {
+    pub(crate) customer_id: CustomerId,
+    pub(crate) stated: Needs,
+}
+
 struct CaseState {
     id: CaseId,
     reference: CaseReference,
@@ -297,6 +310,8 @@ struct PlannedEvent {
     change: CaseChange,
     contact_id: ContactId,
     channel: Channel,
+    /// The customer's needs with the contact's added, for routing.
+    needs: Needs,
     traceparent: Option<String>,
 }
 
@@ -313,6 +328,10 @@ pub(crate) struct BatchPlan {
     pub(crate) suggestions: Vec<SuggestionRow>,
     /// Re-opens by contacts, for the case history.
     pub(crate) history: Vec<(CaseId, StatusRecord)>,
+    /// Stated needs that added to existing customers' records, in order.
+    pub(crate) learned: Vec<LearnedNeeds>,
+    /// Consents residents gave on contacts (to their vulnerability being recorded).
+    pub(crate) consents: Vec<CustomerConsent>,
     events: Vec<PlannedEvent>,
     pub(crate) outcomes: Vec<ApplyOutcome>,
     pub(crate) now: DateTime<Utc>,
@@ -419,6 +438,37 @@ impl BatchPlan {
         }
     }
 
+    /// Existing customers whose needs records the batch added to, sorted
+    /// by id: the order every writer locks customer rows in.
+    pub(crate) fn learned_customers(&self) -> Vec<CustomerId> {
+        let mut ids: Vec<CustomerId> = self.learned.iter().map(|learned| learned.customer_id).collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    /// The needs records of [`Self::learned_customers`] as the store holds
+    /// them now (read under a row lock), with the batch's stated needs added
+    /// again, in their stored form.
+    pub(crate) fn relearn(
+        &self,
+        current: Vec<(CustomerId, CustomerNeeds)>,
+    ) -> CasesResult<Vec<(CustomerId, String)>> {
+        current
+            .into_iter()
+            .map(|(customer_id, mut needs)| {
+                for learned in self
+                    .learned
+                    .iter()
+                    .filter(|learned| learned.customer_id == customer_id)
+                {
+                    needs.learn(&learned.stated, self.now);
+                }
+                Ok((customer_id, needs.to_json()?))
+            })
+            .collect()
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.contacts.is_empty() && self.inbox.is_empty()
     }
@@ -458,6 +508,7 @@ impl BatchPlan {
                         contact_id: planned.contact_id.to_string(),
                         channel: crate::wire::channel_to_proto(planned.channel) as i32,
                         due_at: case.due_at.map(crate::wire::timestamp),
+                        needs: Some(needs_to_proto(&planned.needs)),
                     }),
                     CaseChange::Updated {
                         contact_count,
@@ -474,6 +525,7 @@ impl BatchPlan {
                         status: v1::CaseStatus::from(case.status) as i32,
                         reopened,
                         repeat_contact,
+                        needs: Some(needs_to_proto(&planned.needs)),
                     }),
                 };
                 Some(case_event(
@@ -608,6 +660,8 @@ pub(crate) fn plan_batch(
         inbox: Vec::with_capacity(batch.len()),
         suggestions: Vec::new(),
         history: Vec::new(),
+        learned: Vec::new(),
+        consents: Vec::new(),
         events: Vec::with_capacity(batch.len()),
         outcomes: Vec::with_capacity(batch.len()),
         now,
@@ -704,6 +758,7 @@ pub(crate) fn plan_batch(
                         address_line: details.address_line.clone(),
                         uprn: details.uprn.as_ref().map(|uprn| uprn.as_str().to_owned()),
                         created_at: now,
+                        needs: CustomerNeeds::default(),
                     },
                     new: true,
                     filled: false,
@@ -728,8 +783,33 @@ pub(crate) fn plan_batch(
             });
         }
         let customer_id = customers[customer_index].row.id;
-
         let received_at = to_micros(contact.received_at);
+
+        let customer = &mut customers[customer_index];
+        if customer.row.needs.learn(&contact.needs, now) && !customer.new {
+            plan.learned.push(LearnedNeeds {
+                customer_id,
+                stated: contact.needs.clone(),
+            });
+        }
+        if consented_vulnerability(&contact.needs) {
+            plan.consents.push(CustomerConsent {
+                id: uuid::Uuid::now_v7(),
+                customer_id,
+                purpose: ConsentPurpose::Vulnerability,
+                statement: format!(
+                    "said on contact {} that they are vulnerable, and agreed to it being recorded",
+                    contact.reference.as_str()
+                ),
+                channel: Some(contact.channel),
+                recorded_by: ACTOR_CONTACT.to_owned(),
+                given_at: received_at,
+                contact_id: Some(contact.contact_id),
+                withdrawal: None,
+            });
+        }
+        let needs = customer.row.needs.for_routing();
+
         let key = (customer_id, contact.service.as_str().to_owned());
         let reopen = match open_case.get(&key) {
             Some(_) => None,
@@ -828,6 +908,7 @@ pub(crate) fn plan_batch(
             change,
             contact_id: contact.contact_id,
             channel: contact.channel,
+            needs,
             traceparent: contact.traceparent.clone(),
         });
     }
@@ -933,7 +1014,7 @@ fn fill_in(
     customer.filled |= filled;
 }
 
-fn to_json<T: serde::Serialize>(column: &'static str, value: &T) -> CasesResult<String> {
+pub(crate) fn to_json<T: serde::Serialize>(column: &'static str, value: &T) -> CasesResult<String> {
     serde_json::to_string(value).map_err(|error| CasesError::Corrupt {
         column,
         reason: error.to_string(),
@@ -979,6 +1060,7 @@ mod tests {
             address_line: None,
             uprn: None,
             created_at,
+            needs: CustomerNeeds::default(),
         }
     }
 

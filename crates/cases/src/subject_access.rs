@@ -75,6 +75,12 @@ pub async fn export(
         .into_iter()
         .map(Into::into)
         .collect();
+    export.consents = store
+        .consents_of(customer_id)
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
     export.erasure = store.erasure_of(customer_id).await?.map(Into::into);
     Ok(Some(export))
 }
@@ -115,6 +121,46 @@ fn channel(channel: i32) -> &'static str {
     }
 }
 
+/// The needs on the record, in plain words.
+fn needs_list(needs: &v1::CustomerNeeds) -> Vec<String> {
+    let mut list = Vec::new();
+    if needs.preferred_channel != v1::Channel::Unspecified as i32 {
+        list.push(format!(
+            "We contact you by {} when we can.",
+            channel(needs.preferred_channel)
+        ));
+    }
+    if !needs.preferred_language.is_empty() {
+        list.push(format!("Your preferred language: {}.", needs.preferred_language));
+    }
+    for (flag, text) in [
+        (needs.british_sign_language, "British Sign Language"),
+        (needs.interpreter, "an interpreter"),
+        (needs.large_print, "large print"),
+        (needs.hearing_loop, "a hearing loop"),
+        (needs.assisted_digital, "help using online services"),
+        (needs.wheelchair_access, "wheelchair access"),
+    ] {
+        if flag {
+            list.push(format!("You need {text}."));
+        }
+    }
+    if !needs.vulnerabilities.is_empty() {
+        list.push(format!(
+            "With your consent, we note circumstances where you may need extra support: {}.",
+            needs.vulnerabilities.join(", ")
+        ));
+    }
+    list
+}
+
+fn consent_purpose(purpose: i32) -> &'static str {
+    match v1::ConsentPurpose::try_from(purpose) {
+        Ok(v1::ConsentPurpose::Vulnerability) => "recording circumstances where you may need extra support",
+        _ => "other",
+    }
+}
+
 /// The export as a self-contained HTML document a resident can read: plain
 /// language, no scripts, no external resources.
 pub fn html(export: &v1::CustomerDataExport) -> String {
@@ -141,6 +187,15 @@ pub fn html(export: &v1::CustomerDataExport) -> String {
                     tr { th { "Email" } td { (details.email) } }
                     tr { th { "Address" } td { (details.address_line) " " (details.postcode) } }
                     tr { th { "Property reference (UPRN)" } td { (details.uprn) } }
+                }
+                h2 { "How we should serve you" }
+                @let needs = needs_list(&customer.needs.clone().unwrap_or_default());
+                @if needs.is_empty() { p { "Nothing recorded." } }
+                ul { @for line in &needs { li { (line) } } }
+                h2 { "Your consents (" (export.consents.len()) ")" }
+                @for consent in &export.consents {
+                    p { "On " (when(consent.given_at.as_ref())) " you agreed to " (consent_purpose(consent.purpose)) ": " (consent.statement)
+                        @if consent.withdrawn_at.is_some() { ". You withdrew it on " (when(consent.withdrawn_at.as_ref())) "." } }
                 }
                 h2 { "Your contacts with the council (" (export.contacts.len()) ")" }
                 @for contact in &export.contacts {

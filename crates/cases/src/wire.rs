@@ -2,12 +2,15 @@
 //! types, in one place at the edge: records out (`From`), requests in
 //! (`TryFrom`, with errors naming the proto field).
 
+use std::collections::BTreeSet;
+
 use chrono::{DateTime, Utc};
 use switchboard_domain::{
-    CaseId, CaseReference, ContactOrigin, EmailAddress, PartnerId, PersonName, PhoneNumber, Postcode,
-    ValidationErrors,
+    CaseId, CaseReference, ContactOrigin, CustomerId, EmailAddress, PartnerId, PersonName, PhoneNumber,
+    Postcode, ValidationErrors, parse_language,
 };
 use switchboard_proto::v1;
+use uuid::Uuid;
 
 pub(crate) use switchboard_runtime::wire::{
     channel_from_proto, channel_to_proto, customer_to_proto, from_timestamp, needs_to_proto, timestamp,
@@ -19,6 +22,10 @@ use crate::lifecycle::CaseNote;
 use crate::merges::{CustomerMerge, MatchSuggestion};
 use crate::model::{
     Case, CaseDetail, CaseKey, CaseStatus, Contact, Customer, CustomerSearch, QuotedReference, TimelineEntry,
+};
+use crate::needs::{
+    ConsentPurpose, CustomerConsent, CustomerNeeds, MAX_CONSENT_STATEMENT_CHARS, MAX_WITHDRAWAL_REASON_CHARS,
+    NeedsUpdate, NewConsent, Vulnerability, WithdrawConsent,
 };
 use crate::referrals::{
     Consent, MAX_CONSENT_CHARS, MAX_REFERRAL_NOTE_CHARS, NewReferral, Referral, ReferralId, ReferralOutcome,
@@ -165,6 +172,195 @@ impl From<Customer> for v1::CustomerRecord {
             customer_id: customer.id.to_string(),
             customer: Some(customer_to_proto(&customer.details)),
             created_at: Some(timestamp(customer.created_at)),
+            needs: Some((&customer.needs).into()),
+        }
+    }
+}
+
+impl From<&CustomerNeeds> for v1::CustomerNeeds {
+    fn from(needs: &CustomerNeeds) -> Self {
+        v1::CustomerNeeds {
+            preferred_channel: needs
+                .preferred_channel
+                .map_or(v1::Channel::Unspecified, channel_to_proto) as i32,
+            preferred_language: needs.preferred_language.clone().unwrap_or_default(),
+            british_sign_language: needs.british_sign_language,
+            interpreter: needs.interpreter,
+            large_print: needs.large_print,
+            hearing_loop: needs.hearing_loop,
+            assisted_digital: needs.assisted_digital,
+            wheelchair_access: needs.wheelchair_access,
+            vulnerabilities: needs
+                .vulnerabilities
+                .iter()
+                .map(|vulnerability| vulnerability.as_str().to_owned())
+                .collect(),
+            updated_at: needs.updated_at.map(timestamp),
+            updated_by: needs.updated_by.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// An `UpdateCustomerNeedsRequest` in domain terms, by `actor`, or every
+/// field that is wrong. Whether the vulnerabilities have consent behind
+/// them, the store decides.
+pub(crate) fn needs_update(
+    request: &v1::UpdateCustomerNeedsRequest,
+    actor: String,
+) -> Result<NeedsUpdate, ValidationErrors> {
+    let mut errors = ValidationErrors::new();
+    let customer_id = CustomerId::parse(&request.customer_id)
+        .map_err(|error| errors.push("customer_id", error.to_string()))
+        .ok();
+    let wanted = request.needs.clone().unwrap_or_default();
+    let preferred_channel = match v1::Channel::try_from(wanted.preferred_channel) {
+        Ok(v1::Channel::Unspecified) => None,
+        Ok(_) => channel_from_proto(wanted.preferred_channel),
+        Err(_) => {
+            errors.push("needs.preferred_channel", "not a channel");
+            None
+        }
+    };
+    let preferred_language = if wanted.preferred_language.trim().is_empty() {
+        None
+    } else {
+        parse_language(&wanted.preferred_language)
+            .map_err(|description| errors.push("needs.preferred_language", description))
+            .ok()
+    };
+    let mut vulnerabilities = BTreeSet::new();
+    for (index, vulnerability) in wanted.vulnerabilities.iter().enumerate() {
+        match Vulnerability::parse(vulnerability) {
+            Ok(vulnerability) => {
+                vulnerabilities.insert(vulnerability);
+            }
+            Err(description) => errors.push(format!("needs.vulnerabilities[{index}]"), description),
+        }
+    }
+    match customer_id {
+        Some(customer_id) if errors.is_empty() => Ok(NeedsUpdate {
+            customer_id,
+            needs: CustomerNeeds {
+                preferred_channel,
+                preferred_language,
+                british_sign_language: wanted.british_sign_language,
+                interpreter: wanted.interpreter,
+                large_print: wanted.large_print,
+                hearing_loop: wanted.hearing_loop,
+                assisted_digital: wanted.assisted_digital,
+                wheelchair_access: wanted.wheelchair_access,
+                vulnerabilities,
+                updated_at: None,
+                updated_by: None,
+            },
+            actor,
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// A `RecordConsentRequest` in domain terms, by `actor`, or every field that
+/// is wrong.
+pub(crate) fn new_consent(
+    request: &v1::RecordConsentRequest,
+    actor: String,
+) -> Result<NewConsent, ValidationErrors> {
+    let mut errors = ValidationErrors::new();
+    let customer_id = CustomerId::parse(&request.customer_id)
+        .map_err(|error| errors.push("customer_id", error.to_string()))
+        .ok();
+    let purpose = match v1::ConsentPurpose::try_from(request.purpose) {
+        Ok(v1::ConsentPurpose::Vulnerability) => Some(ConsentPurpose::Vulnerability),
+        _ => {
+            errors.push("purpose", "a consent purpose: CONSENT_PURPOSE_VULNERABILITY");
+            None
+        }
+    };
+    let statement = free_text(
+        &mut errors,
+        "statement",
+        &request.statement,
+        MAX_CONSENT_STATEMENT_CHARS,
+    );
+    if statement.is_empty() {
+        errors.push(
+            "statement",
+            "say what the resident agreed to, in their words or the words read to them",
+        );
+    }
+    let channel = match v1::Channel::try_from(request.channel) {
+        Ok(v1::Channel::Unspecified) => None,
+        Ok(_) => channel_from_proto(request.channel),
+        Err(_) => {
+            errors.push("channel", "not a channel");
+            None
+        }
+    };
+    match (customer_id, purpose) {
+        (Some(customer_id), Some(purpose)) if errors.is_empty() => Ok(NewConsent {
+            customer_id,
+            purpose,
+            statement,
+            channel,
+            actor,
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// A `WithdrawConsentRequest` in domain terms, by `actor`, or every field
+/// that is wrong.
+pub(crate) fn consent_withdrawal(
+    request: &v1::WithdrawConsentRequest,
+    actor: String,
+) -> Result<WithdrawConsent, ValidationErrors> {
+    let mut errors = ValidationErrors::new();
+    let consent_id = Uuid::parse_str(request.consent_id.trim())
+        .map_err(|_| errors.push("consent_id", "not a consent id (a uuid)"))
+        .ok();
+    let reason = free_text(
+        &mut errors,
+        "reason",
+        &request.reason,
+        MAX_WITHDRAWAL_REASON_CHARS,
+    );
+    match consent_id {
+        Some(consent_id) if errors.is_empty() => Ok(WithdrawConsent {
+            consent_id,
+            reason,
+            actor,
+        }),
+        _ => Err(errors),
+    }
+}
+
+impl From<ConsentPurpose> for v1::ConsentPurpose {
+    fn from(purpose: ConsentPurpose) -> Self {
+        match purpose {
+            ConsentPurpose::Vulnerability => v1::ConsentPurpose::Vulnerability,
+        }
+    }
+}
+
+impl From<CustomerConsent> for v1::Consent {
+    fn from(consent: CustomerConsent) -> Self {
+        let withdrawal = consent.withdrawal.as_ref();
+        v1::Consent {
+            consent_id: consent.id.to_string(),
+            customer_id: consent.customer_id.to_string(),
+            purpose: v1::ConsentPurpose::from(consent.purpose) as i32,
+            statement: consent.statement,
+            channel: consent.channel.map_or(v1::Channel::Unspecified, channel_to_proto) as i32,
+            recorded_by: consent.recorded_by,
+            given_at: Some(timestamp(consent.given_at)),
+            contact_id: consent.contact_id.map(|id| id.to_string()).unwrap_or_default(),
+            withdrawn_at: withdrawal.map(|withdrawal| timestamp(withdrawal.at)),
+            withdrawn_by: withdrawal
+                .map(|withdrawal| withdrawal.by.clone())
+                .unwrap_or_default(),
+            withdrawal_reason: withdrawal
+                .map(|withdrawal| withdrawal.reason.clone())
+                .unwrap_or_default(),
         }
     }
 }

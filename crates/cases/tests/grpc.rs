@@ -1036,3 +1036,204 @@ async fn a_resident_gets_everything_held_about_them_and_after_erasure_nothing() 
         .unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound);
 }
+
+#[tokio::test]
+async fn staff_record_needs_and_consent_and_bad_requests_name_their_fields() {
+    let mut server = spawn_server().await;
+    let call = ContactBuilder::new(Channel::Phone, "council-tax")
+        .phone("07700900123")
+        .build();
+    let applied = server
+        .store
+        .apply_contacts(std::slice::from_ref(&call))
+        .await
+        .unwrap();
+    let customer_id = applied[0].applied().unwrap().customer_id.to_string();
+    let needs = |vulnerabilities: &[&str]| v1::CustomerNeeds {
+        preferred_channel: v1::Channel::Letter as i32,
+        preferred_language: "CY".to_owned(),
+        large_print: true,
+        vulnerabilities: vulnerabilities.iter().map(|v| (*v).to_owned()).collect(),
+        ..v1::CustomerNeeds::default()
+    };
+    let update = |customer_id: &str, needs: v1::CustomerNeeds| v1::UpdateCustomerNeedsRequest {
+        customer_id: customer_id.to_owned(),
+        needs: Some(needs),
+    };
+
+    // Vulnerability before consent: refused, saying what to do.
+    let refused = server
+        .client
+        .update_customer_needs(update(&customer_id, needs(&["bereavement"])))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(
+        refused.message().contains("RecordConsent"),
+        "{}",
+        refused.message()
+    );
+
+    let consent = server
+        .client
+        .record_consent(v1::RecordConsentRequest {
+            customer_id: customer_id.clone(),
+            purpose: v1::ConsentPurpose::Vulnerability as i32,
+            statement: "agreed we note the bereavement".to_owned(),
+            channel: v1::Channel::Phone as i32,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(consent.recorded_by, AGENT);
+    assert!(consent.withdrawn_at.is_none());
+    let record = server
+        .client
+        .update_customer_needs(update(&customer_id, needs(&["bereavement"])))
+        .await
+        .unwrap()
+        .into_inner();
+    let recorded = record.needs.unwrap();
+    assert_eq!(recorded.preferred_language, "cy");
+    assert_eq!(recorded.preferred_channel, v1::Channel::Letter as i32);
+    assert_eq!(recorded.vulnerabilities, ["bereavement"]);
+    assert_eq!(recorded.updated_by, AGENT);
+
+    // The timeline shows the record; the consent list is a logged read.
+    let timeline = server
+        .client
+        .get_customer_timeline(v1::GetCustomerTimelineRequest {
+            customer_id: customer_id.clone(),
+            page_size: 1,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(timeline.customer.unwrap().needs.unwrap().large_print);
+    let listed = server
+        .client
+        .list_consents(v1::ListConsentsRequest {
+            customer_id: customer_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .consents;
+    assert_eq!(listed, std::slice::from_ref(&consent));
+    let reads = server
+        .client
+        .list_personal_data_reads(v1::ListPersonalDataReadsRequest {
+            customer_id: customer_id.clone(),
+            page_size: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .reads;
+    assert_eq!(reads[0].action, "ListConsents");
+
+    let withdrawn = server
+        .client
+        .withdraw_consent(v1::WithdrawConsentRequest {
+            consent_id: consent.consent_id.clone(),
+            reason: "changed their mind".to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(withdrawn.withdrawn_by, AGENT);
+    assert_eq!(withdrawn.withdrawal_reason, "changed their mind");
+    let export = server
+        .client
+        .export_customer_data(v1::ExportCustomerDataRequest {
+            customer_id: customer_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let exported = export.data.unwrap();
+    assert!(
+        exported
+            .customer
+            .unwrap()
+            .needs
+            .unwrap()
+            .vulnerabilities
+            .is_empty()
+    );
+    assert_eq!(exported.consents.len(), 1);
+    for expected in [
+        "You need large print",
+        "agreed we note the bereavement",
+        "You withdrew it on",
+    ] {
+        assert!(export.html.contains(expected), "{expected} in the document");
+    }
+    let again = server
+        .client
+        .withdraw_consent(v1::WithdrawConsentRequest {
+            consent_id: consent.consent_id.clone(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::FailedPrecondition);
+
+    // Bad requests name every wrong field; unknown records are NOT_FOUND.
+    let bad_needs = v1::CustomerNeeds {
+        preferred_channel: 42,
+        preferred_language: "not a language".to_owned(),
+        vulnerabilities: vec!["carer".to_owned(), "sad".to_owned()],
+        ..v1::CustomerNeeds::default()
+    };
+    let bad = server
+        .client
+        .update_customer_needs(update("who", bad_needs))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        bad_fields(&bad),
+        [
+            "customer_id",
+            "needs.preferred_channel",
+            "needs.preferred_language",
+            "needs.vulnerabilities[1]"
+        ]
+    );
+    let bad = server
+        .client
+        .record_consent(v1::RecordConsentRequest {
+            customer_id: customer_id.clone(),
+            purpose: 0,
+            statement: " ".to_owned(),
+            channel: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&bad), ["purpose", "statement"]);
+    let bad = server
+        .client
+        .withdraw_consent(v1::WithdrawConsentRequest {
+            consent_id: "which".to_owned(),
+            reason: "x".repeat(1_001),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&bad), ["consent_id", "reason"]);
+    let unknown = server
+        .client
+        .update_customer_needs(update(&CustomerId::new().to_string(), needs(&[])))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    let unknown = server
+        .client
+        .withdraw_consent(v1::WithdrawConsentRequest {
+            consent_id: uuid::Uuid::now_v7().to_string(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+}

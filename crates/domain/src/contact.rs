@@ -626,7 +626,7 @@ fn validate_details(
 /// A light BCP 47 check: a 2–3 letter primary language (or 4–8 for
 /// registered ones), then subtags of 1–8 letters or digits. Full registry
 /// validation is not worth a dependency; routing matches on the primary tag.
-fn parse_language(raw: &str) -> Result<String, String> {
+pub fn parse_language(raw: &str) -> Result<String, String> {
     let tag = raw.trim().to_ascii_lowercase().replace('_', "-");
     let invalid = || "not a valid language tag: expected bcp 47, e.g. en, cy, pl or pt-br".to_owned();
     if tag.len() > LANGUAGE_MAX_CHARS {

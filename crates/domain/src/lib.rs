@@ -12,6 +12,8 @@
 //! - [`partners`]: the directory of organisations residents are signposted or
 //!   referred to, loaded from `seeds/partners.toml` and checked against the
 //!   catalogue.
+//! - [`retention`]: how long each category of personal data is kept, loaded
+//!   from `seeds/retention.toml`.
 //! - [`identity`]: how likely a contact's identifiers name an existing
 //!   customer, as a confidence, the signals behind it and a decision.
 //! - [`calendar`]: working days and bank holidays, for case due dates in UK
@@ -35,6 +37,7 @@ pub mod error;
 pub mod identity;
 pub mod ids;
 pub mod partners;
+pub mod retention;
 mod seed_file;
 
 pub use calendar::{CalendarError, WorkingCalendar};
@@ -42,9 +45,11 @@ pub use catalogue::{Catalogue, Office, OfficeId, ServiceDefinition, ServiceId};
 pub use channel::Channel;
 pub use contact::{
     ContactDraft, ContactOrigin, Needs, NewContact, RawCustomer, RawNeeds, RawOrigin, ValidContact,
+    parse_language,
 };
 pub use customer::{CustomerDetails, EmailAddress, PersonName, PhoneNumber, Postcode, Uprn};
 pub use error::{CatalogueError, DomainError, DomainResult, FieldViolation, InvalidId, ValidationErrors};
 pub use identity::{IdentityEvidence, MatchAssessment, MatchDecision, MatchSignal, MatchThresholds};
 pub use ids::{CaseId, CaseReference, ContactId, ContactReference, CustomerId, EventId};
 pub use partners::{Partner, PartnerDirectory, PartnerId, ReferralKind};
+pub use retention::{RetentionCategory, RetentionRule, RetentionSchedule};

@@ -65,5 +65,5 @@ pub use forms::{FormRateLimit, public_router};
 pub use grpc::{IntakeGrpc, MAX_GRPC_REQUEST_BYTES};
 pub use metrics::IntakeMetrics;
 pub use service::{Accepted, Intake};
-pub use store::{IntakeStore, PgIntakeStore, SqliteIntakeStore};
+pub use store::{IntakeStore, PgIntakeStore, SqliteIntakeStore, run_retention};
 pub use writer::{ContactWriter, WriterConfig, spawn_writer};

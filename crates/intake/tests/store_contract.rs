@@ -328,6 +328,14 @@ impl<S: IntakeStore> IntakeStore for CountingStore<S> {
     ) -> switchboard_intake::IntakeResult<Option<switchboard_intake::store::StoredContact>> {
         self.inner.contact(id).await
     }
+
+    async fn expire_contacts(
+        &self,
+        cutoff: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> switchboard_intake::IntakeResult<u64> {
+        self.inner.expire_contacts(cutoff, now).await
+    }
 }
 
 #[async_trait::async_trait]
@@ -341,6 +349,71 @@ impl<S: IntakeStore> OutboxStore for CountingStore<S> {
     async fn delete_sent(&self, ids: &[uuid::Uuid]) -> Result<(), switchboard_bus::BoxError> {
         self.inner.delete_sent(ids).await
     }
+}
+
+/// The retention schedule: contacts received before the cutoff keep their
+/// id, reference, channel and service and lose what identifies the
+/// resident, once; their idempotency keys go.
+async fn expired_contacts_keep_nothing_that_identifies_the_resident<S: IntakeStore>(test: TestStore<S>) {
+    let store = test.store;
+    let batch = vec![pending(Some(("old-key", 1))), pending(None)];
+    store.commit_batch(&batch).await.expect("commit");
+    let now = chrono::Utc::now();
+    // Nothing was received a day ago.
+    assert_eq!(
+        store
+            .expire_contacts(now - chrono::Duration::days(1), now)
+            .await
+            .expect("expire"),
+        0
+    );
+    let later = now + chrono::Duration::days(31);
+    assert_eq!(
+        store
+            .expire_contacts(later - chrono::Duration::days(30), later)
+            .await
+            .expect("expire"),
+        2
+    );
+    let stored = store
+        .contact(batch[0].contact.id)
+        .await
+        .expect("read")
+        .expect("stored");
+    let original = &batch[0].contact.contact;
+    assert_eq!(stored.reference, batch[0].contact.reference);
+    assert_eq!(stored.contact.channel, original.channel);
+    assert_eq!(stored.contact.service, original.service);
+    assert_eq!(
+        stored.contact.customer,
+        switchboard_domain::CustomerDetails::default()
+    );
+    assert!(stored.contact.summary.is_empty() && stored.contact.details.is_empty());
+    assert_eq!(stored.contact.needs, switchboard_domain::Needs::default());
+    match &stored.contact.origin {
+        switchboard_domain::ContactOrigin::Phone {
+            caller_number,
+            call_id,
+            dialled_number,
+        } => {
+            assert!(caller_number.is_none() && call_id.is_none());
+            assert!(dialled_number.is_some(), "the council's own number stays");
+        }
+        other => panic!("expected a phone origin, got {other:?}"),
+    }
+    // Once only; the key is free again.
+    assert_eq!(
+        store
+            .expire_contacts(later - chrono::Duration::days(30), later)
+            .await
+            .expect("expire"),
+        0
+    );
+    let again = pending(Some(("old-key", 1)));
+    assert_eq!(
+        store.commit_batch(&[again]).await.expect("commit"),
+        vec![BatchOutcome::Stored]
+    );
 }
 
 /// Runs every contract test against one implementation.
@@ -389,6 +462,11 @@ macro_rules! store_contract {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn failed_batch_stores_nothing() {
                 super::failed_batch_stores_nothing($open().await).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn expired_contacts_keep_nothing_that_identifies_the_resident() {
+                super::expired_contacts_keep_nothing_that_identifies_the_resident($open().await).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

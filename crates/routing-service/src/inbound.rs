@@ -66,6 +66,7 @@ pub(crate) fn decode(envelope: &Envelope) -> Result<Message, String> {
             contact: contact_id(&opened.contact_id)?,
             case_reference: opened.reference.clone(),
             case_contact_count: 1,
+            needs: opened.needs.as_ref().map(needs_from_proto),
         },
         // A status change, not a contact joining the case: nothing to route.
         Some(v1::event::Payload::CaseUpdated(updated)) if updated.contact_id.is_empty() => {
@@ -76,6 +77,7 @@ pub(crate) fn decode(envelope: &Envelope) -> Result<Message, String> {
             contact: contact_id(&updated.contact_id)?,
             case_reference: updated.reference.clone(),
             case_contact_count: updated.contact_count,
+            needs: updated.needs.as_ref().map(needs_from_proto),
         },
         // A referral to a partner is made after the contact was routed, and
         // changes nothing about where the next one goes.
@@ -122,6 +124,36 @@ mod tests {
         assert!(matches!(
             decode(&case_updated("")),
             Ok(Message::Event(inbound)) if matches!(*inbound, Inbound::Ignored { .. })
+        ));
+    }
+
+    #[test]
+    fn the_case_stores_needs_travel_with_the_context() {
+        let contact = Uuid::now_v7();
+        let mut envelope = case_updated(&contact.to_string());
+        if let Some(v1::event::Payload::CaseUpdated(updated)) = &mut envelope.event.payload {
+            updated.needs = Some(v1::Needs {
+                language: "CY".to_owned(),
+                british_sign_language: true,
+                ..v1::Needs::default()
+            });
+        }
+        match decode(&envelope) {
+            Ok(Message::Event(inbound)) => match *inbound {
+                Inbound::CaseContext {
+                    needs: Some(needs), ..
+                } => {
+                    assert!(needs.british_sign_language);
+                    assert_eq!(needs.language.as_deref(), Some("cy"));
+                }
+                other => panic!("expected case context with needs, got {other:?}"),
+            },
+            other => panic!("expected an event, got {other:?}"),
+        }
+        // An event from before needs travelled says nothing of them.
+        assert!(matches!(
+            decode(&case_updated(&contact.to_string())),
+            Ok(Message::Event(inbound)) if matches!(*inbound, Inbound::CaseContext { needs: None, .. })
         ));
     }
 

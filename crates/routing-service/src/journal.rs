@@ -34,11 +34,15 @@ pub(crate) enum Entry {
     },
     /// Any other engine command.
     Command { at: DateTime<Utc>, command: Command },
-    /// The case store placed a contact on a case.
+    /// The case store placed a contact on a case, and told what it knows
+    /// of the resident's needs when that was more than the contact said
+    /// (a `NeedsKnown` command entry follows when the engine acted on it).
     CaseContext {
         contact: ContactId,
         case_reference: String,
         case_contact_count: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        needs: Option<Needs>,
     },
     /// The routing configuration changed: the file was reloaded, or a
     /// supervisor's edit was applied (then `version` is the stored one, so a
@@ -177,6 +181,16 @@ mod tests {
                 contact,
                 case_reference: "CS-ABCDE-FGHJK".to_owned(),
                 case_contact_count: 2,
+                needs: None,
+            },
+            Entry::CaseContext {
+                contact,
+                case_reference: "CS-ABCDE-FGHJK".to_owned(),
+                case_contact_count: 3,
+                needs: Some(Needs {
+                    british_sign_language: true,
+                    ..Needs::default()
+                }),
             },
             Entry::TookOver {
                 at,

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex as StdMutex};
 
 use chrono::{DateTime, Utc};
 use switchboard_bus::OutboxRecord;
-use switchboard_domain::Channel;
+use switchboard_domain::{Channel, Needs};
 use switchboard_routing::config::ServiceLevelTarget;
 use switchboard_routing::{
     AgentId, Command, ContactId, ContactStage, Decision, Disposition, Engine, Explanation, Presence,
@@ -170,6 +170,8 @@ pub enum Inbound {
         contact: ContactId,
         case_reference: String,
         case_contact_count: u32,
+        /// The resident's needs as the case store knows them, when it said.
+        needs: Option<Needs>,
     },
     /// An event routing has nothing to do with; recorded so it is not seen again.
     Ignored { event_id: Uuid },
@@ -532,16 +534,32 @@ impl Router {
                         contact,
                         case_reference,
                         case_contact_count,
+                        needs,
                         ..
                     } => {
                         if let Some(info) = active.contacts.get_mut(&contact) {
                             info.case_reference = Some(case_reference.clone());
                             info.case_contact_count = case_contact_count;
+                            // Needs the resident did not repeat this time,
+                            // from their record: route by them too.
+                            let known = needs.filter(|needs| *needs != info.needs);
+                            if let Some(needs) = &known {
+                                info.needs = needs.clone();
+                            }
                             pending.entries.push(Entry::CaseContext {
                                 contact,
                                 case_reference,
                                 case_contact_count,
+                                needs: known.clone(),
                             });
+                            if let Some(needs) = known
+                                && active.engine.contact_status(contact).is_some()
+                            {
+                                match active.run(now, Command::NeedsKnown { contact, needs }, None, pending) {
+                                    Ok(()) | Err(RouterError::Routing(_)) => {}
+                                    Err(error) => return Err(error),
+                                }
+                            }
                         }
                         Applied::Applied
                     }
@@ -1300,10 +1318,14 @@ impl Active {
                 contact,
                 case_reference,
                 case_contact_count,
+                needs,
             } => {
                 if let Some(info) = self.contacts.get_mut(&contact) {
                     info.case_reference = Some(case_reference);
                     info.case_contact_count = case_contact_count;
+                    if let Some(needs) = needs {
+                        info.needs = needs;
+                    }
                 }
             }
             Entry::Reconfigured { at, config, version } => {
@@ -1516,6 +1538,7 @@ fn reasons(explanation: &Explanation) -> Vec<String> {
 fn command_contact(command: &Command) -> Option<ContactId> {
     match command {
         Command::ContactArrived { contact, .. }
+        | Command::NeedsKnown { contact, .. }
         | Command::ContactAbandoned { contact }
         | Command::CallbackAccepted { contact }
         | Command::OfferAccepted { contact, .. }

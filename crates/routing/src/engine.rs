@@ -349,6 +349,7 @@ impl Engine {
                 needs,
                 office,
             } => self.contact_arrived(contact, channel, destination, &needs, office),
+            Command::NeedsKnown { contact, needs } => self.needs_known(contact, &needs),
             Command::ContactAbandoned { contact } => self.contact_abandoned(contact),
             Command::CallbackAccepted { contact } => self.callback_accepted(contact),
             Command::AgentSignedIn { agent, profile } => self.agent_signed_in(agent, profile),
@@ -477,6 +478,53 @@ impl Engine {
         };
         self.state.contact_ids.insert(id, index);
         self.enter_queue(index, queue_index, None);
+        Ok(())
+    }
+
+    fn needs_known(&mut self, id: ContactId, needs: &Needs) -> RoutingResult<()> {
+        let index = self.contact_index(id)?;
+        if !matches!(self.contact_state(index), Some(ContactState::Waiting(_))) {
+            return Ok(());
+        }
+        let (mut needs_reqs, needs_boost) = self.needs_requirements(needs, None);
+        let Some(contact) = self.state.contact(index) else {
+            return Ok(());
+        };
+        // The office a visit is at is the contact's, not the resident's.
+        needs_reqs.extend(
+            contact
+                .needs_reqs
+                .iter()
+                .filter(|req| req.source == RequirementSource::Office)
+                .copied(),
+        );
+        let vulnerable = consented_vulnerability(needs);
+        if contact.needs_reqs == needs_reqs
+            && contact.needs_boost == needs_boost
+            && contact.vulnerable == vulnerable
+        {
+            return Ok(());
+        }
+        // Out of its lane under the old priority, back in under the new one,
+        // at the same arrival and step, so it keeps its place among equals.
+        self.detach(index);
+        let vulnerable_req = self
+            .state
+            .contact(index)
+            .and_then(|contact| self.queues.get(contact.queue as usize))
+            .and_then(|queue| queue.vulnerable_req);
+        let mut reqs = needs_reqs.clone();
+        if vulnerable && let Some(req) = vulnerable_req {
+            reqs.push(req);
+        }
+        let sig = self.state.intern_sig(reqs);
+        if let Some(contact) = self.state.contact_mut(index) {
+            contact.needs_reqs = needs_reqs;
+            contact.needs_boost = needs_boost;
+            contact.vulnerable = vulnerable;
+            contact.sig = sig;
+        }
+        self.settle(index, false);
         Ok(())
     }
 

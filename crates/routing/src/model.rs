@@ -143,6 +143,14 @@ pub enum Command {
         /// The office a face-to-face visit is at.
         office: Option<String>,
     },
+    /// More is known of the resident's needs than the contact arrived with
+    /// (the case store's record of them). A contact still waiting in its
+    /// queue is matched by them from now on, keeping its place; one already
+    /// offered, connected or waiting for a named agent is left as it is.
+    NeedsKnown {
+        contact: ContactId,
+        needs: Needs,
+    },
     /// The resident hung up, closed the chat or left the office.
     ContactAbandoned {
         contact: ContactId,

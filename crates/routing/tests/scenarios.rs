@@ -171,6 +171,74 @@ fn a_bsl_user_is_only_offered_to_bsl_agents() {
 }
 
 #[test]
+fn needs_known_from_the_residents_record_apply_while_the_contact_waits() {
+    let mut engine = engine();
+    sign_in(&mut engine, at(0), 1, profile(&[("council-tax", 5)]));
+    sign_in(&mut engine, at(1), 2, profile(&[("council-tax", 3), ("bsl", 4)]));
+    // Both agents are on calls.
+    assert_eq!(
+        offers(&phone(&mut engine, at(2), 20, "council-tax")),
+        vec![(20, 1)]
+    );
+    accept(&mut engine, 2, 20, 1);
+    assert_eq!(
+        offers(&phone(&mut engine, at(3), 21, "council-tax")),
+        vec![(21, 2)]
+    );
+    accept(&mut engine, 3, 21, 2);
+    // A resident who needs BSL rings without saying so; the case store then
+    // tells routing what their record says.
+    assert!(offers(&phone(&mut engine, at(10), 10, "council-tax")).is_empty());
+    let bsl = Needs {
+        british_sign_language: true,
+        ..Needs::default()
+    };
+    let decisions = run(
+        &mut engine,
+        at(11),
+        Command::NeedsKnown {
+            contact: contact(10),
+            needs: bsl.clone(),
+        },
+    );
+    assert!(offers(&decisions).is_empty(), "{decisions:?}");
+    assert_sound(&engine);
+    // The agent without BSL comes free first, and is not offered the call.
+    let decisions = end_and_wrap_up(&mut engine, 20, 20);
+    assert!(offers(&decisions).is_empty(), "{decisions:?}");
+    // The BSL agent is.
+    let decisions = end_and_wrap_up(&mut engine, 30, 21);
+    assert_eq!(offers(&decisions), vec![(10, 2)]);
+    assert!(
+        explanation_of(&decisions, 10)
+            .skills
+            .iter()
+            .any(|s| s.skill == "bsl" && s.source == RequirementSource::Need)
+    );
+    // Once offered, what the record says changes nothing.
+    let decisions = run(
+        &mut engine,
+        at(31),
+        Command::NeedsKnown {
+            contact: contact(10),
+            needs: Needs::default(),
+        },
+    );
+    assert!(decisions.is_empty(), "{decisions:?}");
+    let error = engine
+        .handle(
+            at(32),
+            Command::NeedsKnown {
+                contact: contact(99),
+                needs: bsl,
+            },
+        )
+        .expect_err("unknown contact");
+    assert_eq!(error, RoutingError::UnknownContact(contact(99)));
+    assert_sound(&engine);
+}
+
+#[test]
 fn a_visit_goes_only_to_agents_at_that_office() {
     let mut engine = engine();
     let at_office = |office: &str, channels: Vec<Channel>| {

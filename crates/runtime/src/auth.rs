@@ -684,6 +684,15 @@ impl Policy {
                 "/switchboard.v1.CaseService/RecordReferralOutcome",
                 CONTACT_HANDLERS,
             )
+            // Needs and consent are recorded with the resident, by whoever
+            // is serving them.
+            .allow(
+                "/switchboard.v1.CaseService/UpdateCustomerNeeds",
+                CONTACT_HANDLERS,
+            )
+            .allow("/switchboard.v1.CaseService/RecordConsent", CONTACT_HANDLERS)
+            .allow("/switchboard.v1.CaseService/WithdrawConsent", CONTACT_HANDLERS)
+            .allow("/switchboard.v1.CaseService/ListConsents", CONTACT_HANDLERS)
             // Routing: an agent's desktop acts for the agent signed in to it
             // (the token's subject); supervisors also take contacts.
             .allow("/switchboard.v1.AgentService/SignIn", CONTACT_HANDLERS)
@@ -1042,7 +1051,11 @@ mod tests {
             | "/switchboard.v1.CaseService/MergeCustomers"
             | "/switchboard.v1.CaseService/ListCustomerMerges"
             | "/switchboard.v1.CaseService/MakeReferral"
-            | "/switchboard.v1.CaseService/RecordReferralOutcome" => Some(&[Role::Agent, Role::Supervisor]),
+            | "/switchboard.v1.CaseService/RecordReferralOutcome"
+            | "/switchboard.v1.CaseService/UpdateCustomerNeeds"
+            | "/switchboard.v1.CaseService/RecordConsent"
+            | "/switchboard.v1.CaseService/WithdrawConsent"
+            | "/switchboard.v1.CaseService/ListConsents" => Some(&[Role::Agent, Role::Supervisor]),
             "/switchboard.v1.CaseService/UnmergeCustomers"
             | "/switchboard.v1.CaseService/ListPersonalDataReads"
             | "/switchboard.v1.CaseService/ExportCustomerData" => Some(&[Role::Supervisor, Role::Admin]),

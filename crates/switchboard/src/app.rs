@@ -28,8 +28,10 @@ use secrecy::ExposeSecret;
 use switchboard_bus::{
     Bus, EventKey, InProcessBus, OutboxRelay, OutboxStore, QueueSpec, RabbitBus, Sealer, Topology,
 };
-use switchboard_cases::{CaseRules, CasesConsumer, CasesGrpc, CasesStore, PgCasesStore, SqliteCasesStore};
-use switchboard_domain::{Catalogue, PartnerDirectory, WorkingCalendar};
+use switchboard_cases::{
+    CaseRules, CasesConsumer, CasesGrpc, CasesStore, PgCasesStore, SqliteCasesStore, run_retention,
+};
+use switchboard_domain::{Catalogue, PartnerDirectory, RetentionSchedule, WorkingCalendar};
 use switchboard_intake::{
     FormRateLimit, Intake, IntakeGrpc, IntakeMetrics, IntakeStore, PgIntakeStore, SqliteIntakeStore,
     WriterConfig, api_router, public_router,
@@ -115,6 +117,8 @@ pub struct Launch {
     /// The partners residents may be signposted or referred to, already
     /// validated against the catalogue ([`load_partners`]).
     pub partners: PartnerDirectory,
+    /// How long each category of personal data is kept ([`load_retention`]).
+    pub retention: RetentionSchedule,
 }
 
 /// A validated routing configuration and where it came from.
@@ -311,6 +315,7 @@ pub async fn start(
         demo_handle_time,
         routing,
         partners,
+        retention,
     } = launch;
     let grpc_addr = grpc_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
@@ -358,42 +363,43 @@ pub async fn start(
         let wake = Arc::new(Notify::new());
         let intake_metrics = IntakeMetrics::new();
         metrics.with_registry(|registry| intake_metrics.register(registry));
-        let (intake, writer, outbox): (Intake, _, Arc<dyn OutboxStore>) = match &settings.database_url {
-            Some(url) => {
-                let store = Arc::new(
-                    PgIntakeStore::connect(url.expose_secret())
-                        .await
-                        .context("intake store")?,
-                );
-                add_store_check(&health, "intake-store", store.clone());
-                let (intake, writer) = Intake::start(
-                    store.clone(),
-                    catalogue.clone(),
-                    sealer.clone(),
-                    wake.clone(),
-                    WriterConfig::default(),
-                    intake_metrics,
-                );
-                (intake, writer, store)
-            }
-            None => {
-                let store = Arc::new(
-                    SqliteIntakeStore::open(&settings.data_dir)
-                        .await
-                        .context("intake store")?,
-                );
-                add_store_check(&health, "intake-store", store.clone());
-                let (intake, writer) = Intake::start(
-                    store.clone(),
-                    catalogue.clone(),
-                    sealer.clone(),
-                    wake.clone(),
-                    WriterConfig::for_sqlite(),
-                    intake_metrics,
-                );
-                (intake, writer, store)
-            }
-        };
+        let (intake, writer, outbox, intake_store): (Intake, _, Arc<dyn OutboxStore>, Arc<dyn IntakeStore>) =
+            match &settings.database_url {
+                Some(url) => {
+                    let store = Arc::new(
+                        PgIntakeStore::connect(url.expose_secret())
+                            .await
+                            .context("intake store")?,
+                    );
+                    add_store_check(&health, "intake-store", store.clone());
+                    let (intake, writer) = Intake::start(
+                        store.clone(),
+                        catalogue.clone(),
+                        sealer.clone(),
+                        wake.clone(),
+                        WriterConfig::default(),
+                        intake_metrics,
+                    );
+                    (intake, writer, store.clone(), store)
+                }
+                None => {
+                    let store = Arc::new(
+                        SqliteIntakeStore::open(&settings.data_dir)
+                            .await
+                            .context("intake store")?,
+                    );
+                    add_store_check(&health, "intake-store", store.clone());
+                    let (intake, writer) = Intake::start(
+                        store.clone(),
+                        catalogue.clone(),
+                        sealer.clone(),
+                        wake.clone(),
+                        WriterConfig::for_sqlite(),
+                        intake_metrics,
+                    );
+                    (intake, writer, store.clone(), store)
+                }
+            };
         intake_writer = Some(writer);
         let relay = OutboxRelay::new(outbox, bus.clone(), wake);
         let relay_shutdown = shutdown.clone();
@@ -401,6 +407,14 @@ pub async fn start(
             relay.run(relay_shutdown.wait_owned()).await;
             Ok(())
         });
+        {
+            let (retention, retention_shutdown) = (retention.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                switchboard_intake::run_retention(intake_store, retention, retention_shutdown.wait_owned())
+                    .await;
+                Ok(())
+            });
+        }
         health.track_grpc_service("switchboard.v1.IntakeService").await;
         if !demo.is_empty() {
             demo_intake = Some(intake.clone());
@@ -447,6 +461,13 @@ pub async fn start(
                 .await
                 .context("cases consumer")
         });
+        {
+            let (store, retention, retention_shutdown) = (store.clone(), retention.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                run_retention(store, retention, retention_shutdown.wait_owned()).await;
+                Ok(())
+            });
+        }
         health.track_grpc_service("switchboard.v1.CaseService").await;
         grpc = grpc.add_service(CasesGrpc::new(store).into_server());
     }
@@ -751,6 +772,24 @@ pub fn load_partners(seeds_dir: Option<&Path>, catalogue: &Catalogue) -> anyhow:
     let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
     PartnerDirectory::from_toml(&text, catalogue)
         .with_context(|| format!("invalid partner directory in {}", path.display()))
+}
+
+/// The retention schedule's file in a seeds dir.
+const RETENTION_FILE: &str = "retention.toml";
+
+/// The retention schedule from `seeds_dir` (its `retention.toml`; the one
+/// built into the binary when it has none, so a schedule always applies).
+pub fn load_retention(seeds_dir: Option<&Path>) -> anyhow::Result<RetentionSchedule> {
+    let path = seeds_dir.map(|dir| dir.join(RETENTION_FILE));
+    match path {
+        Some(path) if path.is_file() => {
+            let text =
+                std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            RetentionSchedule::from_toml(&text)
+                .with_context(|| format!("invalid retention schedule in {}", path.display()))
+        }
+        _ => RetentionSchedule::embedded().context("the built-in retention schedule is invalid"),
+    }
 }
 
 /// Where the partner directory of `seeds_dir` is read from, for messages.

@@ -139,6 +139,7 @@ async fn measure(
     let topology = Topology::random_for_test();
     let catalogue = Arc::new(app::load_catalogue(None)?);
     let partners = app::load_partners(None, &catalogue)?;
+    let retention = app::load_retention(None)?;
     let start = |services| {
         let launch = Launch {
             settings: settings.clone(),
@@ -152,6 +153,7 @@ async fn measure(
             // The spine's figures: intake to the case store.
             routing: None,
             partners: partners.clone(),
+            retention: retention.clone(),
         };
         async move {
             let grpc = TcpListener::bind("127.0.0.1:0").await?;

@@ -64,6 +64,7 @@ async fn run(global: &GlobalOptions, services: Services) -> anyhow::Result<()> {
     let dev_credentials = DevCredentials::apply_if_unconfigured(&mut settings)?;
     let catalogue = Arc::new(app::load_catalogue(settings.seeds_dir.as_deref())?);
     let partners = app::load_partners(settings.seeds_dir.as_deref(), &catalogue)?;
+    let retention = app::load_retention(settings.seeds_dir.as_deref())?;
     let routing = app::load_routing(settings.seeds_dir.as_deref(), &catalogue, &partners)?;
     if routing.is_none() {
         tracing::info!("no routing.toml in the seeds dir: routing is not running");
@@ -95,6 +96,7 @@ async fn run(global: &GlobalOptions, services: Services) -> anyhow::Result<()> {
         demo_handle_time: simulate::DEFAULT_HANDLE_TIME,
         routing,
         partners,
+        retention,
     };
     let running = app::start(launch, grpc_listener, http_listener, shutdown).await?;
     print_welcome(&settings, &running, dev_credentials.as_ref(), &welcome);

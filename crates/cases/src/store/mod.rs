@@ -13,7 +13,8 @@ use chrono::{DateTime, Utc};
 use switchboard_bus::OutboxStore;
 use switchboard_domain::{
     CaseId, CaseReference, Channel, ContactId, ContactOrigin, ContactReference, CustomerDetails, CustomerId,
-    EmailAddress, Needs, PartnerId, PersonName, PhoneNumber, Postcode, ReferralKind, ServiceId, Uprn,
+    EmailAddress, Needs, PartnerId, PersonName, PhoneNumber, Postcode, ReferralKind, RetentionCategory,
+    ServiceId, Uprn,
 };
 use uuid::Uuid;
 
@@ -26,8 +27,12 @@ use crate::model::{
     ApplyOutcome, Case, CaseDetail, CaseKey, CaseStatus, Contact, Customer, CustomerSearch, IncomingContact,
     PageToken, Timeline,
 };
+use crate::needs::{
+    ConsentPurpose, ConsentWithdrawal, CustomerConsent, NeedsUpdate, NewConsent, WithdrawConsent,
+};
 use crate::plan::CustomerRow;
 use crate::referrals::{Consent, NewReferral, Referral, ReferralId, ReferralOutcome, ReferralStatus};
+use crate::retention::RetentionRun;
 
 mod postgres;
 mod sqlite;
@@ -142,6 +147,45 @@ pub trait CasesStore: OutboxStore {
     /// Contacts and cases counted as the council reports them.
     async fn statistics(&self) -> CasesResult<CaseStatistics>;
 
+    /// Replaces a customer's needs record ([`crate::needs`]); `None` when
+    /// there is no such customer. Refused for an erased or merged customer,
+    /// and for vulnerabilities without a vulnerability consent on record.
+    async fn update_customer_needs(&self, update: &NeedsUpdate) -> CasesResult<Option<Customer>>;
+
+    /// Records a consent; `None` when there is no such customer. Refused for
+    /// an erased or merged customer.
+    async fn record_consent(&self, consent: &NewConsent) -> CasesResult<Option<CustomerConsent>>;
+
+    /// Withdraws a consent and, with it, every other consent of the resident
+    /// for the same purpose (they withdraw consent to the purpose, however
+    /// often they gave it), and removes what it allowed from their record.
+    /// Returns the named consent as withdrawn; `None` when there is no such
+    /// consent. Refused when it was withdrawn already.
+    async fn withdraw_consent(&self, withdrawal: &WithdrawConsent) -> CasesResult<Option<CustomerConsent>>;
+
+    /// A customer's consents, newest first, withdrawn ones included.
+    async fn consents_of(&self, customer_id: CustomerId) -> CasesResult<Vec<CustomerConsent>>;
+
+    /// Up to `limit` residents due for erasure by the retention schedule:
+    /// created before `cutoff`, not merged or erased, with no open case and
+    /// no contact since `cutoff` ([`crate::retention`]).
+    async fn inactive_customers(&self, cutoff: DateTime<Utc>, limit: usize) -> CasesResult<Vec<CustomerId>>;
+
+    /// Removes what `category` says is due before `cutoff`, marking it done
+    /// at `now`; answers how many records changed. `contact-content`,
+    /// `case-notes` and `read-log` only.
+    async fn expire(
+        &self,
+        category: RetentionCategory,
+        cutoff: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> CasesResult<u64>;
+
+    async fn record_retention_run(&self, run: &RetentionRun) -> CasesResult<()>;
+
+    /// The latest runs of the retention schedule, newest first.
+    async fn retention_runs(&self, limit: usize) -> CasesResult<Vec<RetentionRun>>;
+
     /// Readiness: Ok when the database answers.
     async fn check(&self) -> CasesResult<()>;
 
@@ -250,6 +294,66 @@ fn from_json<T: serde::de::DeserializeOwned>(column: &'static str, text: &str) -
     })
 }
 
+/// A retention run as both stores read it.
+pub(crate) fn retention_run(
+    category: &str,
+    ran_at: DateTime<Utc>,
+    cutoff: DateTime<Utc>,
+    affected: i64,
+) -> CasesResult<RetentionRun> {
+    Ok(RetentionRun {
+        category: RetentionCategory::parse(category)
+            .map_err(CasesError::corrupt("retention_runs.category"))?,
+        ran_at,
+        cutoff,
+        affected: u64::try_from(affected).unwrap_or_default(),
+    })
+}
+
+/// A consent row as both stores read it, times already converted.
+pub(crate) struct StoredConsent {
+    pub(crate) id: Uuid,
+    pub(crate) customer_id: Uuid,
+    pub(crate) purpose: String,
+    pub(crate) statement: String,
+    pub(crate) channel: Option<String>,
+    pub(crate) recorded_by: String,
+    pub(crate) given_at: DateTime<Utc>,
+    pub(crate) contact_id: Option<Uuid>,
+    pub(crate) withdrawn_at: Option<DateTime<Utc>>,
+    pub(crate) withdrawn_by: Option<String>,
+    pub(crate) withdrawal_reason: Option<String>,
+}
+
+impl StoredConsent {
+    pub(crate) fn into_consent(self) -> CasesResult<CustomerConsent> {
+        let withdrawal = match (self.withdrawn_at, self.withdrawn_by) {
+            (Some(at), Some(by)) => Some(ConsentWithdrawal {
+                at,
+                by,
+                reason: self.withdrawal_reason.unwrap_or_default(),
+            }),
+            _ => None,
+        };
+        Ok(CustomerConsent {
+            id: self.id,
+            customer_id: CustomerId::from_uuid(self.customer_id),
+            purpose: ConsentPurpose::parse(&self.purpose)
+                .map_err(CasesError::corrupt("customer_consents.purpose"))?,
+            statement: self.statement,
+            channel: self
+                .channel
+                .map(|channel| Channel::parse(&channel))
+                .transpose()
+                .map_err(CasesError::corrupt("customer_consents.channel"))?,
+            recorded_by: self.recorded_by,
+            given_at: self.given_at,
+            contact_id: self.contact_id.map(ContactId::from_uuid),
+            withdrawal,
+        })
+    }
+}
+
 impl CustomerRow {
     pub(crate) fn into_customer(self) -> CasesResult<Customer> {
         fn parse<T>(
@@ -273,6 +377,7 @@ impl CustomerRow {
                 uprn: parse("customers.uprn", self.uprn, Uprn::parse)?,
             },
             created_at: self.created_at,
+            needs: self.needs,
         })
     }
 }

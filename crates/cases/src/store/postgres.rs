@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row, Transaction};
 use switchboard_bus::{BoxError, OutboxRecord, OutboxStore};
-use switchboard_domain::{CaseId, ContactId, CustomerId, EventId};
+use switchboard_domain::{CaseId, Channel, ContactId, CustomerId, EventId, RetentionCategory};
 use uuid::Uuid;
 
 use crate::audit::DataRead;
@@ -32,22 +32,32 @@ use crate::model::{
     IncomingContact, PageToken, QuotedReference, SEARCH_PAGE_MAX, TIMELINE_PAGE_MAX, Timeline, fold_name,
     to_micros,
 };
+use crate::needs::{
+    self, CustomerConsent, CustomerNeeds, NeedsUpdate, NewConsent, Standing, WithdrawConsent,
+};
 use crate::plan::{
     self, BatchPlan, CustomerRow, LookupKeys, OpenCaseRow, OutboxRow, REFERENCE_ATTEMPTS, Snapshot,
 };
 use crate::referrals::{
     NewReferral, Referral, ReferralId, ReferralOutcome, check_referral, plan_outcome, plan_referral,
 };
+use crate::retention::{EXPIRED, RetentionRun};
 use crate::store::{
-    CASE_STATISTICS, CONTACT_STATISTICS, CasesStore, StoredCase, StoredContact, StoredReferral, add_counts,
-    assemble_timeline, clamp_page, erased_needs,
+    CASE_STATISTICS, CONTACT_STATISTICS, CasesStore, StoredCase, StoredConsent, StoredContact,
+    StoredReferral, add_counts, assemble_timeline, clamp_page, erased_needs, retention_run,
 };
 
 // Column lists as macros so `concat!` builds each statement as one literal:
 // SQL here is never formatted at run time.
 macro_rules! customer_columns {
     () => {
-        "id, name, phone_e164, email, postcode, address_line, uprn, created_at"
+        "id, name, phone_e164, email, postcode, address_line, uprn, created_at, needs::text AS needs"
+    };
+}
+macro_rules! consent_columns {
+    () => {
+        "id, customer_id, purpose, statement, channel, recorded_by, given_at, contact_id, \
+         withdrawn_at, withdrawn_by, withdrawal_reason"
     };
 }
 macro_rules! suggestion_columns {
@@ -218,9 +228,16 @@ impl PgCasesStore {
     async fn write(tx: &mut Transaction<'static, Postgres>, plan: &mut BatchPlan) -> CasesResult<()> {
         if !plan.new_customers.is_empty() {
             let columns = CustomerColumns::from_rows(&plan.new_customers);
+            let needs = plan
+                .new_customers
+                .iter()
+                .map(|row| row.needs.to_json())
+                .collect::<CasesResult<Vec<String>>>()?;
             sqlx::query(
-                "INSERT INTO customers (id, name, name_folded, phone_e164, email, postcode, address_line, uprn, created_at) \
-                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[])",
+                "INSERT INTO customers (id, name, name_folded, phone_e164, email, postcode, address_line, uprn, created_at, needs) \
+                 SELECT u.id, u.name, u.name_folded, u.phone_e164, u.email, u.postcode, u.address_line, u.uprn, u.created_at, u.needs::jsonb \
+                 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::text[]) \
+                    AS u(id, name, name_folded, phone_e164, email, postcode, address_line, uprn, created_at, needs)",
             )
             .bind(&columns.ids)
             .bind(&columns.names)
@@ -231,6 +248,7 @@ impl PgCasesStore {
             .bind(&columns.address_lines)
             .bind(&columns.uprns)
             .bind(&columns.created_at)
+            .bind(&needs)
             .execute(&mut **tx)
             .await
             .map_err(CasesError::database("insert customers"))?;
@@ -264,6 +282,11 @@ impl PgCasesStore {
             .execute(&mut **tx)
             .await
             .map_err(CasesError::database("fill in customers"))?;
+        }
+
+        Self::write_learned_needs(tx, plan).await?;
+        if !plan.consents.is_empty() {
+            insert_consents(tx, &plan.consents).await?;
         }
 
         Self::insert_cases(tx, plan).await?;
@@ -374,6 +397,43 @@ impl PgCasesStore {
         }
 
         insert_outbox(tx, &plan.outbox()).await
+    }
+
+    /// Adds the needs contacts stated to existing customers' records, read
+    /// again under a row lock so a change staff made meanwhile is kept.
+    async fn write_learned_needs(
+        tx: &mut Transaction<'static, Postgres>,
+        plan: &BatchPlan,
+    ) -> CasesResult<()> {
+        let ids: Vec<Uuid> = plan.learned_customers().iter().map(CustomerId::as_uuid).collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let current = sqlx::query_as::<_, (Uuid, String)>(
+            "SELECT id, needs::text FROM customers WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        )
+        .bind(&ids)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(CasesError::database("lock customers' needs"))?
+        .into_iter()
+        .map(|(id, needs)| Ok((CustomerId::from_uuid(id), CustomerNeeds::from_json(&needs)?)))
+        .collect::<CasesResult<Vec<_>>>()?;
+        let (ids, needs): (Vec<Uuid>, Vec<String>) = plan
+            .relearn(current)?
+            .into_iter()
+            .map(|(id, needs)| (id.as_uuid(), needs))
+            .unzip();
+        sqlx::query(
+            "UPDATE customers AS c SET needs = u.needs::jsonb \
+             FROM unnest($1::uuid[], $2::text[]) AS u(id, needs) WHERE c.id = u.id",
+        )
+        .bind(&ids)
+        .bind(&needs)
+        .execute(&mut **tx)
+        .await
+        .map_err(CasesError::database("update customers' needs"))?;
+        Ok(())
     }
 
     /// Inserts the plan's new cases. A reference that collides with an
@@ -519,7 +579,132 @@ fn customer_row(row: &PgRow) -> CasesResult<CustomerRow> {
         created_at: row
             .try_get("created_at")
             .map_err(CasesError::database("read customer"))?,
+        needs: CustomerNeeds::from_json(
+            row.try_get("needs")
+                .map_err(CasesError::database("read customer"))?,
+        )?,
     })
+}
+
+/// Locks the customer row and reads what decides a needs or consent
+/// change; `None` when there is no such customer.
+async fn lock_standing(
+    tx: &mut Transaction<'static, Postgres>,
+    customer_id: CustomerId,
+) -> CasesResult<Option<Standing>> {
+    let row = sqlx::query(
+        "SELECT merged_into, needs::text AS needs, \
+            EXISTS (SELECT 1 FROM erasures WHERE customer_id = $1) AS erased, \
+            EXISTS (SELECT 1 FROM customer_consents \
+                    WHERE customer_id = $1 AND purpose = 'vulnerability' AND withdrawn_at IS NULL) AS consented \
+         FROM customers WHERE id = $1 FOR UPDATE",
+    )
+    .bind(customer_id.as_uuid())
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(CasesError::database("lock customer"))?;
+    row.map(|row| {
+        let error = || CasesError::database("read customer");
+        let merged_into: Option<Uuid> = row.try_get("merged_into").map_err(error())?;
+        let needs: String = row.try_get("needs").map_err(error())?;
+        Ok(Standing {
+            merged_into: merged_into.map(|id| id.to_string()),
+            erased: row.try_get("erased").map_err(error())?,
+            vulnerability_consent: row.try_get("consented").map_err(error())?,
+            needs: CustomerNeeds::from_json(&needs)?,
+        })
+    })
+    .transpose()
+}
+
+async fn set_needs(
+    tx: &mut Transaction<'static, Postgres>,
+    customer_id: CustomerId,
+    needs: &CustomerNeeds,
+) -> CasesResult<()> {
+    sqlx::query("UPDATE customers SET needs = $2::jsonb WHERE id = $1")
+        .bind(customer_id.as_uuid())
+        .bind(needs.to_json()?)
+        .execute(&mut **tx)
+        .await
+        .map_err(CasesError::database("update customer's needs"))?;
+    Ok(())
+}
+
+async fn read_consent(tx: &mut Transaction<'static, Postgres>, id: Uuid) -> CasesResult<CustomerConsent> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        consent_columns!(),
+        " FROM customer_consents WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(CasesError::database("read consent"))?;
+    consent_row(&row)
+}
+
+fn consent_row(row: &PgRow) -> CasesResult<CustomerConsent> {
+    let error = || CasesError::database("read consent");
+    StoredConsent {
+        id: row.try_get("id").map_err(error())?,
+        customer_id: row.try_get("customer_id").map_err(error())?,
+        purpose: row.try_get("purpose").map_err(error())?,
+        statement: row.try_get("statement").map_err(error())?,
+        channel: row.try_get("channel").map_err(error())?,
+        recorded_by: row.try_get("recorded_by").map_err(error())?,
+        given_at: row.try_get("given_at").map_err(error())?,
+        contact_id: row.try_get("contact_id").map_err(error())?,
+        withdrawn_at: row.try_get("withdrawn_at").map_err(error())?,
+        withdrawn_by: row.try_get("withdrawn_by").map_err(error())?,
+        withdrawal_reason: row.try_get("withdrawal_reason").map_err(error())?,
+    }
+    .into_consent()
+}
+
+async fn insert_consents(
+    tx: &mut Transaction<'static, Postgres>,
+    consents: &[CustomerConsent],
+) -> CasesResult<()> {
+    let ids: Vec<Uuid> = consents.iter().map(|consent| consent.id).collect();
+    let customer_ids: Vec<Uuid> = consents
+        .iter()
+        .map(|consent| consent.customer_id.as_uuid())
+        .collect();
+    let purposes: Vec<&str> = consents.iter().map(|consent| consent.purpose.as_str()).collect();
+    let statements: Vec<&str> = consents
+        .iter()
+        .map(|consent| consent.statement.as_str())
+        .collect();
+    let channels: Vec<Option<&str>> = consents
+        .iter()
+        .map(|consent| consent.channel.map(Channel::as_str))
+        .collect();
+    let recorded_by: Vec<&str> = consents
+        .iter()
+        .map(|consent| consent.recorded_by.as_str())
+        .collect();
+    let given_at: Vec<DateTime<Utc>> = consents.iter().map(|consent| consent.given_at).collect();
+    let contact_ids: Vec<Option<Uuid>> = consents
+        .iter()
+        .map(|consent| consent.contact_id.map(|id| id.as_uuid()))
+        .collect();
+    sqlx::query(
+        "INSERT INTO customer_consents (id, customer_id, purpose, statement, channel, recorded_by, given_at, contact_id) \
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::uuid[])",
+    )
+    .bind(&ids)
+    .bind(&customer_ids)
+    .bind(&purposes)
+    .bind(&statements)
+    .bind(&channels)
+    .bind(&recorded_by)
+    .bind(&given_at)
+    .bind(&contact_ids)
+    .execute(&mut **tx)
+    .await
+    .map_err(CasesError::database("insert consents"))?;
+    Ok(())
 }
 
 async fn insert_outbox(tx: &mut Transaction<'static, Postgres>, outbox: &[OutboxRow]) -> CasesResult<()> {
@@ -1412,6 +1597,15 @@ impl CasesStore for PgCasesStore {
         .execute(&mut *tx)
         .await
         .map_err(CasesError::database("fill in survivor"))?;
+        if let Some(needs) = needs::after_merge(&survivor_row.needs, &merged_row.needs, &request.actor, now) {
+            sqlx::query("UPDATE customer_merges SET survivor_needs_before = $2::jsonb WHERE id = $1")
+                .bind(merge_id)
+                .bind(survivor_row.needs.to_json()?)
+                .execute(&mut *tx)
+                .await
+                .map_err(CasesError::database("record survivor's needs"))?;
+            set_needs(&mut tx, request.survivor_id, &needs).await?;
+        }
         sqlx::query("UPDATE customers SET merged_into = $2 WHERE id = $1")
             .bind(merged)
             .bind(survivor)
@@ -1519,6 +1713,14 @@ impl CasesStore for PgCasesStore {
         .execute(&mut *tx)
         .await
         .map_err(CasesError::database("clear filled-in identifiers"))?;
+        sqlx::query(
+            "UPDATE customers s SET needs = m.survivor_needs_before FROM customer_merges m \
+             WHERE m.id = $1 AND s.id = m.survivor_id AND m.survivor_needs_before IS NOT NULL",
+        )
+        .bind(merge_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(CasesError::database("restore survivor's needs"))?;
         sqlx::query("UPDATE customers SET merged_into = NULL WHERE id = $1")
             .bind(merged)
             .execute(&mut *tx)
@@ -1650,7 +1852,7 @@ impl CasesStore for PgCasesStore {
             // holds the identifiers they had).
             (
                 "UPDATE customers SET name = NULL, name_folded = NULL, phone_e164 = NULL, email = NULL, \
-                    postcode = NULL, address_line = NULL, uprn = NULL \
+                    postcode = NULL, address_line = NULL, uprn = NULL, needs = '{}'::jsonb \
                  WHERE id = $1 OR merged_into = $1",
                 "erase customer",
             ),
@@ -1672,7 +1874,13 @@ impl CasesStore for PgCasesStore {
                 .await
                 .map_err(CasesError::database(operation))?;
         }
-        let with_text: [(&str, &'static str); 4] = [
+        let with_text: [(&str, &'static str); 5] = [
+            (
+                "UPDATE customer_consents SET statement = $2, \
+                    withdrawal_reason = CASE WHEN withdrawal_reason IS NULL THEN NULL ELSE $2 END \
+                 WHERE customer_id = $1 OR customer_id IN (SELECT id FROM customers WHERE merged_into = $1)",
+                "erase consents",
+            ),
             (
                 "UPDATE case_history SET reason = $2 WHERE case_id IN (SELECT id FROM cases WHERE customer_id = $1)",
                 "erase case history",
@@ -1685,7 +1893,7 @@ impl CasesStore for PgCasesStore {
                 "erase referrals",
             ),
             (
-                "UPDATE customer_merges SET reason = $2, \
+                "UPDATE customer_merges SET reason = $2, survivor_needs_before = NULL, \
                     unmerge_reason = CASE WHEN unmerge_reason IS NULL THEN NULL ELSE $2 END \
                  WHERE survivor_id = $1 OR merged_id = $1",
                 "erase merges",
@@ -1763,6 +1971,230 @@ impl CasesStore for PgCasesStore {
             add_counts(counts, rows);
         }
         Ok(statistics)
+    }
+
+    #[tracing::instrument(name = "cases.update_customer_needs", skip_all, fields(customer_id = %update.customer_id))]
+    async fn update_customer_needs(&self, update: &NeedsUpdate) -> CasesResult<Option<Customer>> {
+        let now = to_micros(Utc::now());
+        let mut tx = self.pool.begin().await.map_err(CasesError::database("begin"))?;
+        let Some(standing) = lock_standing(&mut tx, update.customer_id).await? else {
+            return Ok(None);
+        };
+        let needs = standing.updated(update, now)?;
+        set_needs(&mut tx, update.customer_id, &needs).await?;
+        let customer = sqlx::query(concat!(
+            "SELECT ",
+            customer_columns!(),
+            " FROM customers WHERE id = $1"
+        ))
+        .bind(update.customer_id.as_uuid())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(CasesError::database("read customer"))?;
+        let customer = customer_row(&customer)?.into_customer()?;
+        tx.commit().await.map_err(CasesError::database("commit"))?;
+        Ok(Some(customer))
+    }
+
+    #[tracing::instrument(name = "cases.record_consent", skip_all, fields(customer_id = %consent.customer_id))]
+    async fn record_consent(&self, consent: &NewConsent) -> CasesResult<Option<CustomerConsent>> {
+        let now = to_micros(Utc::now());
+        let mut tx = self.pool.begin().await.map_err(CasesError::database("begin"))?;
+        let Some(standing) = lock_standing(&mut tx, consent.customer_id).await? else {
+            return Ok(None);
+        };
+        standing.check_open()?;
+        let recorded = CustomerConsent {
+            id: Uuid::now_v7(),
+            customer_id: consent.customer_id,
+            purpose: consent.purpose,
+            statement: consent.statement.clone(),
+            channel: consent.channel,
+            recorded_by: consent.actor.clone(),
+            given_at: now,
+            contact_id: None,
+            withdrawal: None,
+        };
+        insert_consents(&mut tx, std::slice::from_ref(&recorded)).await?;
+        tx.commit().await.map_err(CasesError::database("commit"))?;
+        Ok(Some(recorded))
+    }
+
+    #[tracing::instrument(name = "cases.withdraw_consent", skip_all, fields(consent_id = %withdrawal.consent_id))]
+    async fn withdraw_consent(&self, withdrawal: &WithdrawConsent) -> CasesResult<Option<CustomerConsent>> {
+        let now = to_micros(Utc::now());
+        let mut tx = self.pool.begin().await.map_err(CasesError::database("begin"))?;
+        let customer_id: Option<Uuid> =
+            sqlx::query_scalar("SELECT customer_id FROM customer_consents WHERE id = $1")
+                .bind(withdrawal.consent_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(CasesError::database("find consent"))?;
+        let Some(customer_id) = customer_id.map(CustomerId::from_uuid) else {
+            return Ok(None);
+        };
+        // The customer row is the lock every needs change takes.
+        let Some(standing) = lock_standing(&mut tx, customer_id).await? else {
+            return Ok(None);
+        };
+        let consent = read_consent(&mut tx, withdrawal.consent_id).await?;
+        needs::check_withdrawable(&consent)?;
+        sqlx::query(
+            "UPDATE customer_consents SET withdrawn_at = $3, withdrawn_by = $4, withdrawal_reason = $5 \
+             WHERE customer_id = $1 AND purpose = $2 AND withdrawn_at IS NULL",
+        )
+        .bind(customer_id.as_uuid())
+        .bind(consent.purpose.as_str())
+        .bind(now)
+        .bind(&withdrawal.actor)
+        .bind(&withdrawal.reason)
+        .execute(&mut *tx)
+        .await
+        .map_err(CasesError::database("withdraw consents"))?;
+        if let Some(needs) = standing.after_withdrawal(consent.purpose, &withdrawal.actor, now) {
+            set_needs(&mut tx, customer_id, &needs).await?;
+        }
+        let withdrawn = read_consent(&mut tx, withdrawal.consent_id).await?;
+        tx.commit().await.map_err(CasesError::database("commit"))?;
+        Ok(Some(withdrawn))
+    }
+
+    async fn consents_of(&self, customer_id: CustomerId) -> CasesResult<Vec<CustomerConsent>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            consent_columns!(),
+            " FROM customer_consents WHERE customer_id = $1 ORDER BY given_at DESC, id DESC"
+        ))
+        .bind(customer_id.as_uuid())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(CasesError::database("read consents"))?
+        .iter()
+        .map(consent_row)
+        .collect()
+    }
+
+    async fn inactive_customers(&self, cutoff: DateTime<Utc>, limit: usize) -> CasesResult<Vec<CustomerId>> {
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT c.id FROM customers c \
+             WHERE c.merged_into IS NULL AND c.created_at < $1 \
+               AND NOT EXISTS (SELECT 1 FROM erasures e WHERE e.customer_id = c.id) \
+               AND NOT EXISTS (SELECT 1 FROM cases k WHERE k.customer_id = c.id \
+                               AND k.status IN ('open', 'waiting_on_resident', 'waiting_on_council')) \
+               AND NOT EXISTS (SELECT 1 FROM contacts k WHERE k.customer_id = c.id AND k.received_at >= $1) \
+             ORDER BY c.id LIMIT $2",
+        )
+        .bind(cutoff)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(CasesError::database("find inactive customers"))?;
+        Ok(ids.into_iter().map(CustomerId::from_uuid).collect())
+    }
+
+    #[tracing::instrument(name = "cases.expire", skip_all, fields(category = %category))]
+    async fn expire(
+        &self,
+        category: RetentionCategory,
+        cutoff: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> CasesResult<u64> {
+        let mut tx = self.pool.begin().await.map_err(CasesError::database("begin"))?;
+        let affected = match category {
+            RetentionCategory::ContactContent => sqlx::query(
+                "UPDATE contacts k SET summary = '', details = '{}'::jsonb, needs = $3::jsonb, \
+                    origin = k.origin - 'caller_number' - 'call_id' - 'page_url' - 'desk', expired_at = $2 \
+                 FROM cases c \
+                 WHERE c.id = k.case_id AND k.expired_at IS NULL AND k.received_at < $1 \
+                   AND c.status IN ('resolved', 'closed')",
+            )
+            .bind(cutoff)
+            .bind(now)
+            .bind(erased_needs()?)
+            .execute(&mut *tx)
+            .await
+            .map_err(CasesError::database("expire contact content"))?
+            .rows_affected(),
+            RetentionCategory::CaseNotes => {
+                let due: Vec<Uuid> = sqlx::query_scalar(
+                    "SELECT id FROM cases WHERE notes_expired_at IS NULL AND status IN ('resolved', 'closed') \
+                       AND GREATEST(updated_at, COALESCE(resolved_at, updated_at)) < $1 \
+                     ORDER BY id FOR UPDATE",
+                )
+                .bind(cutoff)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(CasesError::database("find cases due"))?;
+                let steps: [(&str, &'static str); 4] = [
+                    (
+                        "DELETE FROM case_notes WHERE case_id = ANY($1)",
+                        "expire case notes",
+                    ),
+                    (
+                        "UPDATE case_history SET reason = $3 WHERE case_id = ANY($1)",
+                        "expire case history",
+                    ),
+                    (
+                        "UPDATE referrals SET note = CASE WHEN note = '' THEN '' ELSE $3 END, \
+                            consent_statement = CASE WHEN consent_statement IS NULL THEN NULL ELSE $3 END, \
+                            outcome_note = CASE WHEN outcome_note IS NULL THEN NULL ELSE $3 END \
+                         WHERE case_id = ANY($1)",
+                        "expire referrals",
+                    ),
+                    (
+                        "UPDATE cases SET notes_expired_at = $2 WHERE id = ANY($1)",
+                        "mark cases expired",
+                    ),
+                ];
+                for (statement, operation) in steps {
+                    sqlx::query(statement)
+                        .bind(&due)
+                        .bind(now)
+                        .bind(EXPIRED)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(CasesError::database(operation))?;
+                }
+                due.len() as u64
+            }
+            RetentionCategory::ReadLog => sqlx::query("DELETE FROM personal_data_reads WHERE at < $1")
+                .bind(cutoff)
+                .execute(&mut *tx)
+                .await
+                .map_err(CasesError::database("expire read log"))?
+                .rows_affected(),
+            RetentionCategory::InactiveCustomers | RetentionCategory::IntakeContacts => 0,
+        };
+        tx.commit().await.map_err(CasesError::database("commit"))?;
+        Ok(affected)
+    }
+
+    async fn record_retention_run(&self, run: &RetentionRun) -> CasesResult<()> {
+        sqlx::query(
+            "INSERT INTO retention_runs (id, category, ran_at, cutoff, affected) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(Uuid::now_v7())
+        .bind(run.category.as_str())
+        .bind(run.ran_at)
+        .bind(run.cutoff)
+        .bind(i64::try_from(run.affected).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await
+        .map_err(CasesError::database("record retention run"))?;
+        Ok(())
+    }
+
+    async fn retention_runs(&self, limit: usize) -> CasesResult<Vec<RetentionRun>> {
+        sqlx::query_as::<_, (String, DateTime<Utc>, DateTime<Utc>, i64)>(
+            "SELECT category, ran_at, cutoff, affected FROM retention_runs ORDER BY ran_at DESC, id DESC LIMIT $1",
+        )
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(CasesError::database("read retention runs"))?
+        .into_iter()
+        .map(|(category, ran_at, cutoff, affected)| retention_run(&category, ran_at, cutoff, affected))
+        .collect()
     }
 
     async fn check(&self) -> CasesResult<()> {

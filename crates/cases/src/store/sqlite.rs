@@ -21,7 +21,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 use switchboard_bus::{BoxError, OutboxRecord, OutboxStore};
-use switchboard_domain::{CaseId, ContactId, CustomerId, EventId};
+use switchboard_domain::{CaseId, Channel, ContactId, CustomerId, EventId, RetentionCategory};
 use uuid::Uuid;
 
 use crate::audit::DataRead;
@@ -37,15 +37,19 @@ use crate::model::{
     IncomingContact, PageToken, QuotedReference, SEARCH_PAGE_MAX, TIMELINE_PAGE_MAX, Timeline, fold_name,
     to_micros,
 };
+use crate::needs::{
+    self, CustomerConsent, CustomerNeeds, NeedsUpdate, NewConsent, Standing, WithdrawConsent,
+};
 use crate::plan::{
     self, BatchPlan, CustomerRow, LookupKeys, OpenCaseRow, OutboxRow, REFERENCE_ATTEMPTS, Snapshot,
 };
 use crate::referrals::{
     NewReferral, Referral, ReferralId, ReferralOutcome, check_referral, plan_outcome, plan_referral,
 };
+use crate::retention::{EXPIRED, RetentionRun};
 use crate::store::{
-    CASE_STATISTICS, CONTACT_STATISTICS, CasesStore, StoredCase, StoredContact, StoredReferral, add_counts,
-    assemble_timeline, clamp_page, erased_needs,
+    CASE_STATISTICS, CONTACT_STATISTICS, CasesStore, StoredCase, StoredConsent, StoredContact,
+    StoredReferral, add_counts, assemble_timeline, clamp_page, erased_needs, retention_run,
 };
 
 /// The store's file in the data dir.
@@ -55,7 +59,13 @@ pub const FILE_NAME: &str = "cases.db";
 // SQL here is never formatted at run time.
 macro_rules! customer_columns {
     () => {
-        "id, name, phone_e164, email, postcode, address_line, uprn, created_at"
+        "id, name, phone_e164, email, postcode, address_line, uprn, created_at, needs"
+    };
+}
+macro_rules! consent_columns {
+    () => {
+        "id, customer_id, purpose, statement, channel, recorded_by, given_at, contact_id, \
+         withdrawn_at, withdrawn_by, withdrawal_reason"
     };
 }
 macro_rules! suggestion_columns {
@@ -235,8 +245,8 @@ impl SqliteCasesStore {
     async fn write(tx: &mut Transaction<'static, Sqlite>, plan: &mut BatchPlan) -> CasesResult<()> {
         for row in &plan.new_customers {
             sqlx::query(
-                "INSERT INTO customers (id, name, name_folded, phone_e164, email, postcode, address_line, uprn, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT INTO customers (id, name, name_folded, phone_e164, email, postcode, address_line, uprn, created_at, needs) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )
             .bind(text_id(row.id.as_uuid()))
             .bind(row.name.as_deref())
@@ -247,6 +257,7 @@ impl SqliteCasesStore {
             .bind(row.address_line.as_deref())
             .bind(row.uprn.as_deref())
             .bind(micros(row.created_at))
+            .bind(row.needs.to_json()?)
             .execute(&mut **tx)
             .await
             .map_err(CasesError::database("insert customer"))?;
@@ -277,6 +288,27 @@ impl SqliteCasesStore {
             .execute(&mut **tx)
             .await
             .map_err(CasesError::database("fill in customer"))?;
+        }
+
+        // The transaction holds the write lock, so the records read here are
+        // the latest: adding the stated needs again keeps staff's changes.
+        let learned = plan.learned_customers();
+        if !learned.is_empty() {
+            let mut current = Vec::with_capacity(learned.len());
+            for customer_id in learned {
+                let needs: String = sqlx::query_scalar("SELECT needs FROM customers WHERE id = ?1")
+                    .bind(text_id(customer_id.as_uuid()))
+                    .fetch_one(&mut **tx)
+                    .await
+                    .map_err(CasesError::database("read customer's needs"))?;
+                current.push((customer_id, CustomerNeeds::from_json(&needs)?));
+            }
+            for (customer_id, needs) in plan.relearn(current)? {
+                set_needs(tx, customer_id, &needs).await?;
+            }
+        }
+        for consent in &plan.consents {
+            insert_consent(tx, consent).await?;
         }
 
         Self::insert_cases(tx, plan).await?;
@@ -424,6 +456,108 @@ impl SqliteCasesStore {
             })
             .collect()
     }
+}
+
+/// What decides a needs or consent change (the transaction holds the write
+/// lock); `None` when there is no such customer.
+async fn read_standing(
+    tx: &mut Transaction<'static, Sqlite>,
+    customer_id: CustomerId,
+) -> CasesResult<Option<Standing>> {
+    let row = sqlx::query(
+        "SELECT merged_into, needs, \
+            EXISTS (SELECT 1 FROM erasures WHERE customer_id = ?1) AS erased, \
+            EXISTS (SELECT 1 FROM customer_consents \
+                    WHERE customer_id = ?1 AND purpose = 'vulnerability' AND withdrawn_at IS NULL) AS consented \
+         FROM customers WHERE id = ?1",
+    )
+    .bind(text_id(customer_id.as_uuid()))
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(CasesError::database("read customer"))?;
+    row.map(|row| {
+        let error = || CasesError::database("read customer");
+        let needs: String = row.try_get("needs").map_err(error())?;
+        Ok(Standing {
+            merged_into: row.try_get("merged_into").map_err(error())?,
+            erased: row.try_get("erased").map_err(error())?,
+            vulnerability_consent: row.try_get("consented").map_err(error())?,
+            needs: CustomerNeeds::from_json(&needs)?,
+        })
+    })
+    .transpose()
+}
+
+async fn set_needs(
+    tx: &mut Transaction<'static, Sqlite>,
+    customer_id: CustomerId,
+    needs: &str,
+) -> CasesResult<()> {
+    sqlx::query("UPDATE customers SET needs = ?2 WHERE id = ?1")
+        .bind(text_id(customer_id.as_uuid()))
+        .bind(needs)
+        .execute(&mut **tx)
+        .await
+        .map_err(CasesError::database("update customer's needs"))?;
+    Ok(())
+}
+
+async fn insert_consent(tx: &mut Transaction<'static, Sqlite>, consent: &CustomerConsent) -> CasesResult<()> {
+    sqlx::query(
+        "INSERT INTO customer_consents (id, customer_id, purpose, statement, channel, recorded_by, given_at, contact_id) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .bind(text_id(consent.id))
+    .bind(text_id(consent.customer_id.as_uuid()))
+    .bind(consent.purpose.as_str())
+    .bind(&consent.statement)
+    .bind(consent.channel.map(Channel::as_str))
+    .bind(&consent.recorded_by)
+    .bind(micros(consent.given_at))
+    .bind(consent.contact_id.map(|id| text_id(id.as_uuid())))
+    .execute(&mut **tx)
+    .await
+    .map_err(CasesError::database("insert consent"))?;
+    Ok(())
+}
+
+async fn read_consent(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: Uuid,
+) -> CasesResult<Option<CustomerConsent>> {
+    sqlx::query(concat!(
+        "SELECT ",
+        consent_columns!(),
+        " FROM customer_consents WHERE id = ?1"
+    ))
+    .bind(text_id(id))
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(CasesError::database("read consent"))?
+    .as_ref()
+    .map(consent_row)
+    .transpose()
+}
+
+fn consent_row(row: &SqliteRow) -> CasesResult<CustomerConsent> {
+    let error = || CasesError::database("read consent");
+    let contact_id: Option<String> = row.try_get("contact_id").map_err(error())?;
+    StoredConsent {
+        id: uuid_column(row, "id")?,
+        customer_id: uuid_column(row, "customer_id")?,
+        purpose: row.try_get("purpose").map_err(error())?,
+        statement: row.try_get("statement").map_err(error())?,
+        channel: row.try_get("channel").map_err(error())?,
+        recorded_by: row.try_get("recorded_by").map_err(error())?,
+        given_at: time_column(row, "given_at")?,
+        contact_id: contact_id
+            .map(|text| parse_uuid("customer_consents.contact_id", &text))
+            .transpose()?,
+        withdrawn_at: optional_time_column(row, "withdrawn_at")?,
+        withdrawn_by: row.try_get("withdrawn_by").map_err(error())?,
+        withdrawal_reason: row.try_get("withdrawal_reason").map_err(error())?,
+    }
+    .into_consent()
 }
 
 /// Ids are stored as hyphenated lowercase text, which sorts like the UUID.
@@ -630,6 +764,10 @@ fn customer_row(row: &SqliteRow) -> CasesResult<CustomerRow> {
         address_line: read("address_line")?,
         uprn: read("uprn")?,
         created_at: time_column(row, "created_at")?,
+        needs: CustomerNeeds::from_json(
+            &row.try_get::<String, _>("needs")
+                .map_err(CasesError::database("read customer"))?,
+        )?,
     })
 }
 
@@ -1359,6 +1497,15 @@ impl CasesStore for SqliteCasesStore {
         .execute(&mut *tx)
         .await
         .map_err(CasesError::database("fill in survivor"))?;
+        if let Some(needs) = needs::after_merge(&survivor_row.needs, &merged_row.needs, &request.actor, now) {
+            sqlx::query("UPDATE customer_merges SET survivor_needs_before = ?2 WHERE id = ?1")
+                .bind(text_id(merge_id))
+                .bind(survivor_row.needs.to_json()?)
+                .execute(&mut *tx)
+                .await
+                .map_err(CasesError::database("record survivor's needs"))?;
+            set_needs(&mut tx, request.survivor_id, &needs.to_json()?).await?;
+        }
         sqlx::query("UPDATE customers SET merged_into = ?2 WHERE id = ?1")
             .bind(&merged)
             .bind(&survivor)
@@ -1470,6 +1617,14 @@ impl CasesStore for SqliteCasesStore {
         .execute(&mut *tx)
         .await
         .map_err(CasesError::database("clear filled-in identifiers"))?;
+        sqlx::query(
+            "UPDATE customers SET needs = m.survivor_needs_before FROM customer_merges AS m \
+             WHERE m.id = ?1 AND customers.id = m.survivor_id AND m.survivor_needs_before IS NOT NULL",
+        )
+        .bind(text_id(merge_id))
+        .execute(&mut *tx)
+        .await
+        .map_err(CasesError::database("restore survivor's needs"))?;
         sqlx::query("UPDATE customers SET merged_into = NULL WHERE id = ?1")
             .bind(&merged)
             .execute(&mut *tx)
@@ -1599,10 +1754,16 @@ impl CasesStore for SqliteCasesStore {
                 "the customer was erased already".to_owned(),
             ));
         }
-        let steps: [(&str, &'static str); 7] = [
+        let steps: [(&str, &'static str); 8] = [
+            (
+                "UPDATE customer_consents SET statement = ?2, \
+                    withdrawal_reason = CASE WHEN withdrawal_reason IS NULL THEN NULL ELSE ?2 END \
+                 WHERE customer_id = ?1 OR customer_id IN (SELECT id FROM customers WHERE merged_into = ?1)",
+                "erase consents",
+            ),
             (
                 "UPDATE customers SET name = NULL, name_folded = NULL, phone_e164 = NULL, email = NULL, \
-                    postcode = NULL, address_line = NULL, uprn = NULL \
+                    postcode = NULL, address_line = NULL, uprn = NULL, needs = '{}' \
                  WHERE id = ?1 OR merged_into = ?1",
                 "erase customer",
             ),
@@ -1628,7 +1789,7 @@ impl CasesStore for SqliteCasesStore {
                 "erase referrals",
             ),
             (
-                "UPDATE customer_merges SET reason = ?2, \
+                "UPDATE customer_merges SET reason = ?2, survivor_needs_before = NULL, \
                     unmerge_reason = CASE WHEN unmerge_reason IS NULL THEN NULL ELSE ?2 END \
                  WHERE survivor_id = ?1 OR merged_id = ?1",
                 "erase merges",
@@ -1707,6 +1868,254 @@ impl CasesStore for SqliteCasesStore {
             add_counts(counts, rows);
         }
         Ok(statistics)
+    }
+
+    #[tracing::instrument(name = "cases.update_customer_needs", skip_all, fields(customer_id = %update.customer_id))]
+    async fn update_customer_needs(&self, update: &NeedsUpdate) -> CasesResult<Option<Customer>> {
+        let now = to_micros(Utc::now());
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(CasesError::database("begin"))?;
+        let Some(standing) = read_standing(&mut tx, update.customer_id).await? else {
+            return Ok(None);
+        };
+        let needs = standing.updated(update, now)?;
+        set_needs(&mut tx, update.customer_id, &needs.to_json()?).await?;
+        let customer = sqlx::query(concat!(
+            "SELECT ",
+            customer_columns!(),
+            " FROM customers WHERE id = ?1"
+        ))
+        .bind(text_id(update.customer_id.as_uuid()))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(CasesError::database("read customer"))?;
+        let customer = customer_row(&customer)?.into_customer()?;
+        tx.commit().await.map_err(CasesError::database("commit"))?;
+        Ok(Some(customer))
+    }
+
+    #[tracing::instrument(name = "cases.record_consent", skip_all, fields(customer_id = %consent.customer_id))]
+    async fn record_consent(&self, consent: &NewConsent) -> CasesResult<Option<CustomerConsent>> {
+        let now = to_micros(Utc::now());
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(CasesError::database("begin"))?;
+        let Some(standing) = read_standing(&mut tx, consent.customer_id).await? else {
+            return Ok(None);
+        };
+        standing.check_open()?;
+        let recorded = CustomerConsent {
+            id: Uuid::now_v7(),
+            customer_id: consent.customer_id,
+            purpose: consent.purpose,
+            statement: consent.statement.clone(),
+            channel: consent.channel,
+            recorded_by: consent.actor.clone(),
+            given_at: now,
+            contact_id: None,
+            withdrawal: None,
+        };
+        insert_consent(&mut tx, &recorded).await?;
+        tx.commit().await.map_err(CasesError::database("commit"))?;
+        Ok(Some(recorded))
+    }
+
+    #[tracing::instrument(name = "cases.withdraw_consent", skip_all, fields(consent_id = %withdrawal.consent_id))]
+    async fn withdraw_consent(&self, withdrawal: &WithdrawConsent) -> CasesResult<Option<CustomerConsent>> {
+        let now = to_micros(Utc::now());
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(CasesError::database("begin"))?;
+        let Some(consent) = read_consent(&mut tx, withdrawal.consent_id).await? else {
+            return Ok(None);
+        };
+        let Some(standing) = read_standing(&mut tx, consent.customer_id).await? else {
+            return Ok(None);
+        };
+        needs::check_withdrawable(&consent)?;
+        sqlx::query(
+            "UPDATE customer_consents SET withdrawn_at = ?3, withdrawn_by = ?4, withdrawal_reason = ?5 \
+             WHERE customer_id = ?1 AND purpose = ?2 AND withdrawn_at IS NULL",
+        )
+        .bind(text_id(consent.customer_id.as_uuid()))
+        .bind(consent.purpose.as_str())
+        .bind(micros(now))
+        .bind(&withdrawal.actor)
+        .bind(&withdrawal.reason)
+        .execute(&mut *tx)
+        .await
+        .map_err(CasesError::database("withdraw consents"))?;
+        if let Some(needs) = standing.after_withdrawal(consent.purpose, &withdrawal.actor, now) {
+            set_needs(&mut tx, consent.customer_id, &needs.to_json()?).await?;
+        }
+        let withdrawn = read_consent(&mut tx, withdrawal.consent_id).await?;
+        tx.commit().await.map_err(CasesError::database("commit"))?;
+        Ok(withdrawn)
+    }
+
+    async fn consents_of(&self, customer_id: CustomerId) -> CasesResult<Vec<CustomerConsent>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            consent_columns!(),
+            " FROM customer_consents WHERE customer_id = ?1 ORDER BY given_at DESC, id DESC"
+        ))
+        .bind(text_id(customer_id.as_uuid()))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(CasesError::database("read consents"))?
+        .iter()
+        .map(consent_row)
+        .collect()
+    }
+
+    async fn inactive_customers(&self, cutoff: DateTime<Utc>, limit: usize) -> CasesResult<Vec<CustomerId>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT c.id FROM customers c \
+             WHERE c.merged_into IS NULL AND c.created_at < ?1 \
+               AND NOT EXISTS (SELECT 1 FROM erasures e WHERE e.customer_id = c.id) \
+               AND NOT EXISTS (SELECT 1 FROM cases k WHERE k.customer_id = c.id \
+                               AND k.status IN ('open', 'waiting_on_resident', 'waiting_on_council')) \
+               AND NOT EXISTS (SELECT 1 FROM contacts k WHERE k.customer_id = c.id AND k.received_at >= ?1) \
+             ORDER BY c.id LIMIT ?2",
+        )
+        .bind(micros(cutoff))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(CasesError::database("find inactive customers"))?;
+        ids.iter()
+            .map(|id| parse_uuid("customers.id", id).map(CustomerId::from_uuid))
+            .collect()
+    }
+
+    #[tracing::instrument(name = "cases.expire", skip_all, fields(category = %category))]
+    async fn expire(
+        &self,
+        category: RetentionCategory,
+        cutoff: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> CasesResult<u64> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(CasesError::database("begin"))?;
+        let affected = match category {
+            RetentionCategory::ContactContent => sqlx::query(
+                "UPDATE contacts SET summary = '', details = '{}', needs = ?3, \
+                    origin = json_remove(origin, '$.caller_number', '$.call_id', '$.page_url', '$.desk'), \
+                    expired_at = ?2 \
+                 WHERE expired_at IS NULL AND received_at < ?1 \
+                   AND case_id IN (SELECT id FROM cases WHERE status IN ('resolved', 'closed'))",
+            )
+            .bind(micros(cutoff))
+            .bind(micros(now))
+            .bind(erased_needs()?)
+            .execute(&mut *tx)
+            .await
+            .map_err(CasesError::database("expire contact content"))?
+            .rows_affected(),
+            RetentionCategory::CaseNotes => {
+                let due: Vec<String> = sqlx::query_scalar(
+                    "SELECT id FROM cases WHERE notes_expired_at IS NULL AND status IN ('resolved', 'closed') \
+                       AND max(updated_at, coalesce(resolved_at, updated_at)) < ?1 ORDER BY id",
+                )
+                .bind(micros(cutoff))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(CasesError::database("find cases due"))?;
+                let steps: [(&str, &'static str); 4] = [
+                    (
+                        "DELETE FROM case_notes WHERE case_id IN (SELECT value FROM json_each(?1))",
+                        "expire case notes",
+                    ),
+                    (
+                        "UPDATE case_history SET reason = ?3 WHERE case_id IN (SELECT value FROM json_each(?1))",
+                        "expire case history",
+                    ),
+                    (
+                        "UPDATE referrals SET note = CASE WHEN note = '' THEN '' ELSE ?3 END, \
+                            consent_statement = CASE WHEN consent_statement IS NULL THEN NULL ELSE ?3 END, \
+                            outcome_note = CASE WHEN outcome_note IS NULL THEN NULL ELSE ?3 END \
+                         WHERE case_id IN (SELECT value FROM json_each(?1))",
+                        "expire referrals",
+                    ),
+                    (
+                        "UPDATE cases SET notes_expired_at = ?2 WHERE id IN (SELECT value FROM json_each(?1))",
+                        "mark cases expired",
+                    ),
+                ];
+                let ids = json_strings(&due);
+                // SQLite ignores bound values a statement does not use.
+                for (statement, operation) in steps {
+                    sqlx::query(statement)
+                        .bind(&ids)
+                        .bind(micros(now))
+                        .bind(EXPIRED)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(CasesError::database(operation))?;
+                }
+                due.len() as u64
+            }
+            RetentionCategory::ReadLog => sqlx::query("DELETE FROM personal_data_reads WHERE at < ?1")
+                .bind(micros(cutoff))
+                .execute(&mut *tx)
+                .await
+                .map_err(CasesError::database("expire read log"))?
+                .rows_affected(),
+            RetentionCategory::InactiveCustomers | RetentionCategory::IntakeContacts => 0,
+        };
+        tx.commit().await.map_err(CasesError::database("commit"))?;
+        Ok(affected)
+    }
+
+    async fn record_retention_run(&self, run: &RetentionRun) -> CasesResult<()> {
+        sqlx::query(
+            "INSERT INTO retention_runs (id, category, ran_at, cutoff, affected) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(text_id(Uuid::now_v7()))
+        .bind(run.category.as_str())
+        .bind(micros(run.ran_at))
+        .bind(micros(run.cutoff))
+        .bind(i64::try_from(run.affected).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await
+        .map_err(CasesError::database("record retention run"))?;
+        Ok(())
+    }
+
+    async fn retention_runs(&self, limit: usize) -> CasesResult<Vec<RetentionRun>> {
+        sqlx::query(
+            "SELECT category, ran_at, cutoff, affected FROM retention_runs ORDER BY ran_at DESC, id DESC LIMIT ?1",
+        )
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(CasesError::database("read retention runs"))?
+        .iter()
+        .map(|row| {
+            let category: String = row
+                .try_get("category")
+                .map_err(CasesError::database("read retention runs"))?;
+            let affected: i64 = row
+                .try_get("affected")
+                .map_err(CasesError::database("read retention runs"))?;
+            retention_run(
+                &category,
+                time_column(row, "ran_at")?,
+                time_column(row, "cutoff")?,
+                affected,
+            )
+        })
+        .collect()
     }
 
     async fn check(&self) -> CasesResult<()> {

@@ -110,6 +110,11 @@ impl ContactBuilder {
         self
     }
 
+    pub fn needs(mut self, needs: Needs) -> Self {
+        self.0.needs = needs;
+        self
+    }
+
     pub fn at(mut self, received_at: DateTime<Utc>) -> Self {
         self.0.received_at = received_at;
         self

@@ -113,6 +113,50 @@ pub trait IntakeStore: OutboxStore + Send + Sync + 'static {
 
     /// One stored contact, or `None`.
     async fn contact(&self, id: ContactId) -> IntakeResult<Option<StoredContact>>;
+
+    /// The retention schedule's `intake-contacts`: contacts received before
+    /// `cutoff` lose what identifies the resident (details, summary, form
+    /// fields, needs, the caller's number, call id, page address and desk),
+    /// once, and idempotency keys made before it are deleted. Answers how
+    /// many contacts it changed.
+    async fn expire_contacts(&self, cutoff: DateTime<Utc>, now: DateTime<Utc>) -> IntakeResult<u64>;
+}
+
+/// What an expired contact's needs become, in their stored form.
+pub(crate) fn expired_needs() -> String {
+    // Serialising plain booleans and an absent language cannot fail.
+    serde_json::to_string(&switchboard_domain::Needs::default()).unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// Applies the `intake-contacts` category of `schedule` now and then once a
+/// day until `shutdown`; a failed run is logged and tried again the next day.
+pub async fn run_retention(
+    store: std::sync::Arc<dyn IntakeStore>,
+    schedule: switchboard_domain::RetentionSchedule,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) {
+    use switchboard_domain::RetentionCategory;
+    tokio::pin!(shutdown);
+    loop {
+        let now = Utc::now();
+        let cutoff = schedule.cutoff(RetentionCategory::IntakeContacts, now);
+        match store.expire_contacts(cutoff, now).await {
+            Ok(affected) => tracing::info!(
+                category = %RetentionCategory::IntakeContacts,
+                affected,
+                cutoff = %cutoff,
+                "retention schedule applied"
+            ),
+            Err(error) => tracing::warn!(
+                error.message = %error,
+                "retention schedule not applied this time; trying again tomorrow"
+            ),
+        }
+        tokio::select! {
+            () = &mut shutdown => return,
+            () = tokio::time::sleep(std::time::Duration::from_secs(24 * 60 * 60)) => {}
+        }
+    }
 }
 
 /// The columns of a contact row, computed once for both stores.

@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 use switchboard_bus::{BoxError, OutboxRecord, OutboxStore};
@@ -13,7 +14,8 @@ use switchboard_domain::ContactId;
 use uuid::Uuid;
 
 use super::{
-    BatchOutcome, ContactRow, IntakeStore, PendingContact, StoredContact, StoredKey, count, parse_reference,
+    BatchOutcome, ContactRow, IntakeStore, PendingContact, StoredContact, StoredKey, count, expired_needs,
+    parse_reference,
 };
 use crate::error::{IntakeError, IntakeResult};
 
@@ -268,6 +270,28 @@ impl IntakeStore for PgIntakeStore {
         let reference: String = row.try_get("reference")?;
         let contact: String = row.try_get("contact")?;
         StoredContact::from_columns(id, &reference, row.try_get("received_at")?, &contact).map(Some)
+    }
+
+    async fn expire_contacts(&self, cutoff: DateTime<Utc>, now: DateTime<Utc>) -> IntakeResult<u64> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await?;
+        let expired = sqlx::query(
+            "UPDATE contacts SET expired_at = $2, contact = contact || jsonb_build_object( \
+                'customer', '{}'::jsonb, 'summary', '', 'details', '{}'::jsonb, 'needs', $3::jsonb, \
+                'origin', (contact -> 'origin') - 'caller_number' - 'call_id' - 'page_url' - 'desk') \
+             WHERE received_at < $1 AND expired_at IS NULL",
+        )
+        .bind(cutoff)
+        .bind(now)
+        .bind(expired_needs())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(expired)
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use switchboard_bus::{BoxError, OutboxRecord, OutboxStore};
@@ -17,7 +17,8 @@ use switchboard_domain::ContactId;
 use uuid::Uuid;
 
 use super::{
-    BatchOutcome, ContactRow, IntakeStore, PendingContact, StoredContact, StoredKey, count, parse_reference,
+    BatchOutcome, ContactRow, IntakeStore, PendingContact, StoredContact, StoredKey, count, expired_needs,
+    parse_reference,
 };
 use crate::error::{IntakeError, IntakeResult};
 
@@ -184,6 +185,29 @@ impl IntakeStore for SqliteIntakeStore {
         let reference: String = row.try_get("reference")?;
         let contact: String = row.try_get("contact")?;
         StoredContact::from_columns(id, &reference, row.try_get("received_at")?, &contact).map(Some)
+    }
+
+    async fn expire_contacts(&self, cutoff: DateTime<Utc>, now: DateTime<Utc>) -> IntakeResult<u64> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // Times are RFC 3339 text; julianday compares them as times.
+        sqlx::query("DELETE FROM idempotency_keys WHERE julianday(created_at) < julianday(?1)")
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await?;
+        let expired = sqlx::query(
+            "UPDATE contacts SET expired_at = ?2, contact = json_set(contact, \
+                '$.customer', json('{}'), '$.summary', '', '$.details', json('{}'), '$.needs', json(?3), \
+                '$.origin', json_remove(contact -> '$.origin', '$.caller_number', '$.call_id', '$.page_url', '$.desk')) \
+             WHERE julianday(received_at) < julianday(?1) AND expired_at IS NULL",
+        )
+        .bind(cutoff)
+        .bind(now)
+        .bind(expired_needs())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(expired)
     }
 }
 

@@ -1,0 +1,169 @@
+//! The retention schedule applied to the case store, run against PostgreSQL
+//! and SQLite: each category removes what is due and nothing else, once, and
+//! the statistics stay the same.
+#![allow(clippy::unwrap_used)]
+
+#[macro_use]
+mod common;
+
+use chrono::{DateTime, Duration, Utc};
+use switchboard_cases::{
+    ApplyOutcome, CaseKey, CaseStatus, CasesStore, CustomerSearch, DataRead, StatusChange, apply_retention,
+};
+use switchboard_domain::{
+    Channel, ContactOrigin, CustomerId, PhoneNumber, RetentionCategory, RetentionSchedule,
+};
+use uuid::Uuid;
+
+use common::{ContactBuilder, now};
+
+/// Contact content, case notes and reads after 5 days; residents after 20.
+fn schedule() -> RetentionSchedule {
+    let entry = |id: &str, days: u32| {
+        format!("[[categories]]\nid = \"{id}\"\nkeep_days = {days}\nbasis = \"test\"\n")
+    };
+    let text = [
+        entry("contact-content", 5),
+        entry("case-notes", 5),
+        entry("inactive-customers", 20),
+        entry("read-log", 5),
+        entry("intake-contacts", 5),
+    ]
+    .concat();
+    RetentionSchedule::from_toml(&text).unwrap()
+}
+
+async fn resident(store: &dyn CasesStore, phone: &str) -> (CustomerId, switchboard_domain::CaseId) {
+    let contact = ContactBuilder::new(Channel::Phone, "council-tax")
+        .phone(phone)
+        .caller(phone)
+        .build();
+    match store.apply_contacts(&[contact]).await.unwrap().remove(0) {
+        ApplyOutcome::Applied(applied) => (applied.customer_id, applied.case_id),
+        other => panic!("expected an applied contact, got {other:?}"),
+    }
+}
+
+fn affected(runs: &[switchboard_cases::RetentionRun], category: RetentionCategory) -> u64 {
+    runs.iter()
+        .find(|run| run.category == category)
+        .map(|run| run.affected)
+        .unwrap()
+}
+
+async fn the_schedule_removes_what_is_due_and_keeps_the_statistics(store: &dyn CasesStore) {
+    let schedule = schedule();
+    // A resident whose matter is resolved, and one whose case is still open.
+    let (done, done_case) = resident(store, "07700 900111").await;
+    let (waiting, waiting_case) = resident(store, "07700 900222").await;
+    for case_id in [done_case, waiting_case] {
+        store
+            .add_case_note(case_id, "agent-ada", "said her husband died in May")
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    store
+        .change_case_status(&StatusChange {
+            case_id: done_case,
+            to: CaseStatus::Resolved,
+            reason: "explained the single person discount to Mrs Example".to_owned(),
+            actor: "agent-ada".to_owned(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .record_reads(&[DataRead {
+            id: Uuid::now_v7(),
+            at: now(),
+            actor: "agent-ada".to_owned(),
+            action: "GetCase".to_owned(),
+            customer_id: done,
+            record_id: done_case.as_uuid(),
+            purpose: "call about Mrs Example's bill".to_owned(),
+        }])
+        .await
+        .unwrap();
+    let statistics = store.statistics().await.unwrap();
+
+    // Today nothing is due.
+    let runs = apply_retention(store, &schedule, now()).await.unwrap();
+    assert!(runs.iter().all(|run| run.affected == 0), "{runs:?}");
+
+    // Ten days on: the resolved case's contact content, notes and history
+    // reasons go, and the read log; the open case keeps everything.
+    let later: DateTime<Utc> = now() + Duration::days(10);
+    let runs = apply_retention(store, &schedule, later).await.unwrap();
+    assert_eq!(affected(&runs, RetentionCategory::ContactContent), 1);
+    assert_eq!(affected(&runs, RetentionCategory::CaseNotes), 1);
+    assert_eq!(affected(&runs, RetentionCategory::ReadLog), 1);
+    assert_eq!(affected(&runs, RetentionCategory::InactiveCustomers), 0);
+    let detail = store.case_detail(&CaseKey::Id(done_case)).await.unwrap().unwrap();
+    assert!(detail.notes.is_empty());
+    assert!(detail.history.iter().all(|record| record.reason == "expired"));
+    let contact = store
+        .get_contact(detail.case.contact_ids[0])
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(contact.summary.is_empty() && contact.details.is_empty());
+    assert!(contact.needs.language.is_none() && !contact.needs.large_print);
+    match &contact.origin {
+        ContactOrigin::Phone {
+            caller_number,
+            dialled_number,
+            call_id,
+        } => {
+            assert!(caller_number.is_none() && call_id.is_none());
+            // The council's own number is not the resident's.
+            assert!(dialled_number.is_some());
+        }
+        other => panic!("expected a phone origin, got {other:?}"),
+    }
+    let open = store
+        .case_detail(&CaseKey::Id(waiting_case))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(open.notes.len(), 1);
+    let open_contact = store
+        .get_contact(open.case.contact_ids[0])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(open_contact.summary, "moving house next month");
+    assert!(store.reads_of(done, 50).await.unwrap().is_empty());
+    // The resolved resident can still be found: their record is not yet due.
+    let by_phone = CustomerSearch {
+        phone: Some(PhoneNumber::parse("07700 900111").unwrap()),
+        ..CustomerSearch::default()
+    };
+    assert_eq!(store.search_customers(&by_phone, 10).await.unwrap().len(), 1);
+
+    // Run again the same day: nothing more is due.
+    let again = apply_retention(store, &schedule, later).await.unwrap();
+    assert!(again.iter().all(|run| run.affected == 0), "{again:?}");
+
+    // Thirty days on: the resident with nothing open is erased by the
+    // schedule; the one with an open case is kept.
+    let runs = apply_retention(store, &schedule, now() + Duration::days(30))
+        .await
+        .unwrap();
+    assert_eq!(affected(&runs, RetentionCategory::InactiveCustomers), 1);
+    let erasure = store.erasure_of(done).await.unwrap().unwrap();
+    assert_eq!(erasure.erased_by, "retention-schedule");
+    assert!(erasure.reason.contains("20 days"), "{}", erasure.reason);
+    assert!(store.search_customers(&by_phone, 10).await.unwrap().is_empty());
+    assert!(store.erasure_of(waiting).await.unwrap().is_none());
+
+    assert_eq!(store.statistics().await.unwrap(), statistics);
+    let recorded = store.retention_runs(100).await.unwrap();
+    assert_eq!(recorded.len(), 4 * 4);
+    assert_eq!(
+        recorded[0].ran_at.date_naive(),
+        (now() + Duration::days(30)).date_naive()
+    );
+}
+
+contract_suite!(the_schedule_removes_what_is_due_and_keeps_the_statistics);
