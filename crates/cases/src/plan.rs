@@ -42,7 +42,9 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use prost::Message as _;
-use switchboard_domain::identity::{self, IdentityEvidence, MatchAssessment, MatchDecision, MatchSignal};
+use switchboard_domain::identity::{
+    self, IdentityEvidence, MatchAssessment, MatchDecision, MatchSignal, MatchThresholds,
+};
 use switchboard_domain::{
     CaseId, CaseReference, Channel, ContactId, CustomerId, EmailAddress, EventId, Needs, PersonName,
     PhoneNumber, Postcode, Uprn,
@@ -217,6 +219,36 @@ impl LookupKeys {
     }
 }
 
+impl LookupKeys {
+    /// Of the customers found for a batch, those whose cases the plan may
+    /// need: the ones a contact can be attached to automatically. A customer
+    /// sharing only a postcode with the batch can only become a suggestion
+    /// under the usual thresholds, so their cases are not looked up; busy
+    /// postcodes would otherwise multiply the lookup several times over.
+    pub(crate) fn customers_that_may_match(
+        &self,
+        customers: &[CustomerRow],
+        thresholds: MatchThresholds,
+    ) -> Vec<CustomerId> {
+        if thresholds.postcode_alone_may_match() {
+            return customers.iter().map(|row| row.id).collect();
+        }
+        let phones: HashSet<&str> = self.phones.iter().map(String::as_str).collect();
+        let emails: HashSet<&str> = self.emails.iter().map(String::as_str).collect();
+        let uprns: HashSet<&str> = self.uprns.iter().map(String::as_str).collect();
+        let holds = |value: &Option<String>, set: &HashSet<&str>| {
+            value.as_deref().is_some_and(|value| set.contains(value))
+        };
+        customers
+            .iter()
+            .filter(|row| {
+                holds(&row.phone_e164, &phones) || holds(&row.email, &emails) || holds(&row.uprn, &uprns)
+            })
+            .map(|row| row.id)
+            .collect()
+    }
+}
+
 pub(crate) fn lookup_keys(batch: &[IncomingContact]) -> LookupKeys {
     let mut keys = LookupKeys::default();
     let mut phones = HashSet::new();
@@ -260,8 +292,9 @@ pub(crate) struct Snapshot {
     /// Customers (not merged into another) holding a phone, email, UPRN
     /// or postcode of the batch, in any order.
     pub(crate) customers: Vec<CustomerRow>,
-    /// Open cases of those customers, and those resolved within the
-    /// follow-up window.
+    /// Open cases of those customers a contact may be attached to
+    /// ([`LookupKeys::customers_that_may_match`]), and those resolved within
+    /// the follow-up window.
     pub(crate) open_cases: Vec<OpenCaseRow>,
 }
 

@@ -196,6 +196,15 @@ impl Default for MatchThresholds {
 }
 
 impl MatchThresholds {
+    /// Whether a customer who shares only a postcode with a contact (no
+    /// phone, email or UPRN) can reach the automatic threshold: at best the
+    /// postcode and an agreeing name, 55 points, so not with the defaults.
+    /// Such customers then only ever become suggestions, and a store need
+    /// not look up their cases.
+    pub fn postcode_alone_may_match(&self) -> bool {
+        i32::from(self.automatic) <= POSTCODE_POINTS + NAME_AGREES_POINTS
+    }
+
     /// Requires `1 <= suggest < automatic <= 100`. A `suggest` of 0 would put
     /// every customer in front of agents as a possible match.
     pub fn validate(&self) -> Result<(), ValidationErrors> {
@@ -639,6 +648,18 @@ mod tests {
         assert_eq!(
             assess(&contact, &customer, lax).decision,
             MatchDecision::Suggested
+        );
+        // Which the stores rely on to skip such customers' cases.
+        assert!(!MatchThresholds::default().postcode_alone_may_match());
+        assert!(!lax.postcode_alone_may_match());
+        let laxer = MatchThresholds {
+            automatic: 55,
+            suggest: 50,
+        };
+        assert!(laxer.postcode_alone_may_match());
+        assert_eq!(
+            assess(&contact, &customer, laxer).decision,
+            MatchDecision::Automatic
         );
         let no_name = IdentityEvidence {
             name: None,

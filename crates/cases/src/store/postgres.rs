@@ -16,7 +16,9 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row, Transaction};
 use switchboard_bus::{BoxError, OutboxRecord, OutboxStore};
-use switchboard_domain::{CaseId, Channel, ContactId, CustomerId, EventId, RetentionCategory};
+use switchboard_domain::{
+    CaseId, Channel, ContactId, CustomerId, EventId, MatchThresholds, RetentionCategory,
+};
 use uuid::Uuid;
 
 use crate::audit::DataRead;
@@ -141,6 +143,7 @@ impl PgCasesStore {
         tx: &mut Transaction<'static, Postgres>,
         keys: &LookupKeys,
         resolved_since: DateTime<Utc>,
+        thresholds: MatchThresholds,
     ) -> CasesResult<Snapshot> {
         let mut snapshot = Snapshot::default();
         let event_ids: Vec<Uuid> = keys.event_ids.iter().map(EventId::as_uuid).collect();
@@ -192,7 +195,14 @@ impl PgCasesStore {
             return Ok(snapshot);
         }
 
-        let customer_ids: Vec<Uuid> = snapshot.customers.iter().map(|row| row.id.as_uuid()).collect();
+        let customer_ids: Vec<Uuid> = keys
+            .customers_that_may_match(&snapshot.customers, thresholds)
+            .iter()
+            .map(CustomerId::as_uuid)
+            .collect();
+        if customer_ids.is_empty() {
+            return Ok(snapshot);
+        }
         let rows = sqlx::query(
             "SELECT c.id, c.reference, c.customer_id, c.service, c.status, c.opened_at, c.updated_at, \
                     c.resolved_at, (SELECT count(*) FROM contacts k WHERE k.case_id = c.id) AS contact_count \
@@ -992,7 +1002,13 @@ impl CasesStore for PgCasesStore {
             .map_err(CasesError::database("lock identities"))?;
         }
         let now = Utc::now();
-        let snapshot = Self::snapshot(&mut tx, &keys, now - self.rules.follow_up_window()).await?;
+        let snapshot = Self::snapshot(
+            &mut tx,
+            &keys,
+            now - self.rules.follow_up_window(),
+            self.rules.match_thresholds(),
+        )
+        .await?;
         let mut plan = plan::plan_batch(batch, snapshot, &self.rules, now)?;
         if plan.is_empty() {
             // Every event was applied before: nothing to write.

@@ -21,7 +21,9 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 use switchboard_bus::{BoxError, OutboxRecord, OutboxStore};
-use switchboard_domain::{CaseId, Channel, ContactId, CustomerId, EventId, RetentionCategory};
+use switchboard_domain::{
+    CaseId, Channel, ContactId, CustomerId, EventId, MatchThresholds, RetentionCategory,
+};
 use uuid::Uuid;
 
 use crate::audit::DataRead;
@@ -155,6 +157,7 @@ impl SqliteCasesStore {
         tx: &mut Transaction<'static, Sqlite>,
         keys: &LookupKeys,
         resolved_since: DateTime<Utc>,
+        thresholds: MatchThresholds,
     ) -> CasesResult<Snapshot> {
         let mut snapshot = Snapshot::default();
         let event_ids = json_ids(keys.event_ids.iter().map(EventId::as_uuid));
@@ -209,7 +212,11 @@ impl SqliteCasesStore {
             return Ok(snapshot);
         }
 
-        let customer_ids = json_ids(snapshot.customers.iter().map(|row| row.id.as_uuid()));
+        let may_match = keys.customers_that_may_match(&snapshot.customers, thresholds);
+        if may_match.is_empty() {
+            return Ok(snapshot);
+        }
+        let customer_ids = json_ids(may_match.iter().map(CustomerId::as_uuid));
         let rows = sqlx::query(
             "SELECT c.id, c.reference, c.customer_id, c.service, c.status, c.opened_at, c.updated_at, \
                     c.resolved_at, (SELECT count(*) FROM contacts k WHERE k.case_id = c.id) AS contact_count \
@@ -889,7 +896,13 @@ impl CasesStore for SqliteCasesStore {
             .await
             .map_err(CasesError::database("begin"))?;
         let now = Utc::now();
-        let snapshot = Self::snapshot(&mut tx, &keys, now - self.rules.follow_up_window()).await?;
+        let snapshot = Self::snapshot(
+            &mut tx,
+            &keys,
+            now - self.rules.follow_up_window(),
+            self.rules.match_thresholds(),
+        )
+        .await?;
         let mut plan = plan::plan_batch(batch, snapshot, &self.rules, now)?;
         if plan.is_empty() {
             tx.rollback().await.map_err(CasesError::database("rollback"))?;
