@@ -348,6 +348,23 @@ pub struct NewConsent {
     pub actor: String,
 }
 
+impl NewConsent {
+    /// The consent as the store records it, given at `at`.
+    pub(crate) fn recorded_at(&self, at: DateTime<Utc>) -> CustomerConsent {
+        CustomerConsent {
+            id: Uuid::now_v7(),
+            customer_id: self.customer_id,
+            purpose: self.purpose,
+            statement: self.statement.clone(),
+            channel: self.channel,
+            recorded_by: self.actor.clone(),
+            given_at: at,
+            contact_id: None,
+            withdrawal: None,
+        }
+    }
+}
+
 /// Staff recording that a resident withdrew a consent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WithdrawConsent {

@@ -1922,17 +1922,7 @@ impl CasesStore for SqliteCasesStore {
             return Ok(None);
         };
         standing.check_open()?;
-        let recorded = CustomerConsent {
-            id: Uuid::now_v7(),
-            customer_id: consent.customer_id,
-            purpose: consent.purpose,
-            statement: consent.statement.clone(),
-            channel: consent.channel,
-            recorded_by: consent.actor.clone(),
-            given_at: now,
-            contact_id: None,
-            withdrawal: None,
-        };
+        let recorded = consent.recorded_at(now);
         insert_consent(&mut tx, &recorded).await?;
         tx.commit().await.map_err(CasesError::database("commit"))?;
         Ok(Some(recorded))
