@@ -32,6 +32,10 @@
 //! - with nothing to match on (an anonymous visit), a new customer;
 //! - customers merged into another are never candidates.
 //!
+//! Needs ([`crate::needs`]): what a contact states is added to its
+//! customer's record, a vulnerability with consent records the consent, and
+//! each `case.opened` / `case.updated` carries the record's needs for routing.
+//!
 //! The case rules ([`crate::lifecycle`]): a contact joins the customer's open
 //! case for its service; failing that, it re-opens their case resolved within
 //! the follow-up window; failing that, it opens a new case, due by the
@@ -55,7 +59,7 @@ use crate::error::{CasesError, CasesResult};
 use crate::lifecycle::{ACTOR_CONTACT, CaseRules, StatusRecord};
 use crate::model::{AppliedContact, ApplyOutcome, CaseStatus, IncomingContact, fold_name, to_micros};
 use crate::needs::{ConsentPurpose, CustomerConsent, CustomerNeeds, consented_vulnerability};
-use switchboard_runtime::wire::needs_to_proto;
+use crate::wire::needs_to_proto;
 
 /// The `source` of every event this service publishes.
 pub const EVENT_SOURCE: &str = "cases";
@@ -306,7 +310,7 @@ struct CustomerState {
 
 /// Needs a contact stated that added to an existing customer's record: the
 /// store adds them again to the record as it reads it under a row lock, so a
-/// change staff made meanwhile is kept ([`BatchPlan::learned_needs`]).
+/// change staff made meanwhile is kept ([`BatchPlan::relearn`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct LearnedNeeds {
     pub(crate) customer_id: CustomerId,
