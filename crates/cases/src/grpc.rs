@@ -539,6 +539,24 @@ impl CaseService for CasesGrpc {
         }
     }
 
+    #[tracing::instrument(name = "cases.list_retention_runs", skip_all)]
+    async fn list_retention_runs(
+        &self,
+        request: Request<v1::ListRetentionRunsRequest>,
+    ) -> Result<Response<v1::ListRetentionRunsResponse>, Status> {
+        let limit = page_size(
+            request.get_ref().page_size,
+            TIMELINE_PAGE_DEFAULT,
+            TIMELINE_PAGE_MAX,
+        );
+        match self.store.retention_runs(limit).await {
+            Ok(runs) => Ok(Response::new(v1::ListRetentionRunsResponse {
+                runs: runs.into_iter().map(Into::into).collect(),
+            })),
+            Err(error) => Err(store_status(&error)),
+        }
+    }
+
     #[tracing::instrument(name = "cases.list_consents", skip_all)]
     async fn list_consents(
         &self,

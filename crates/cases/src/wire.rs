@@ -31,6 +31,7 @@ use crate::referrals::{
     Consent, MAX_CONSENT_CHARS, MAX_REFERRAL_NOTE_CHARS, NewReferral, Referral, ReferralId, ReferralOutcome,
     ReferralStatus,
 };
+use crate::retention::RetentionRun;
 
 fn origin_to_proto(origin: &ContactOrigin) -> Option<v1::contact_record::Origin> {
     match origin {
@@ -331,6 +332,17 @@ pub(crate) fn consent_withdrawal(
             actor,
         }),
         _ => Err(errors),
+    }
+}
+
+impl From<RetentionRun> for v1::RetentionRun {
+    fn from(run: RetentionRun) -> Self {
+        v1::RetentionRun {
+            category: run.category.as_str().to_owned(),
+            ran_at: Some(timestamp(run.ran_at)),
+            cutoff: Some(timestamp(run.cutoff)),
+            affected: run.affected,
+        }
     }
 }
 

@@ -1237,3 +1237,45 @@ async fn staff_record_needs_and_consent_and_bad_requests_name_their_fields() {
         .unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound);
 }
+
+#[tokio::test]
+async fn the_retention_schedules_runs_are_listed_newest_first() {
+    let mut server = spawn_server().await;
+    let schedule = switchboard_domain::RetentionSchedule::embedded().unwrap();
+    let first = now();
+    switchboard_cases::apply_retention(server.store.as_ref(), &schedule, first)
+        .await
+        .unwrap();
+    switchboard_cases::apply_retention(
+        server.store.as_ref(),
+        &schedule,
+        first + chrono::Duration::days(1),
+    )
+    .await
+    .unwrap();
+    let runs = server
+        .client
+        .list_retention_runs(v1::ListRetentionRunsRequest { page_size: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .runs;
+    // Four categories a run, two runs.
+    assert_eq!(runs.len(), 8);
+    let newest = runs[0].ran_at.unwrap().seconds;
+    assert_eq!(newest, (first + chrono::Duration::days(1)).timestamp());
+    assert!(runs.iter().all(|run| run.affected == 0));
+    let categories: std::collections::BTreeSet<&str> = runs.iter().map(|run| run.category.as_str()).collect();
+    assert_eq!(
+        categories,
+        ["case-notes", "contact-content", "inactive-customers", "read-log"].into()
+    );
+    let page = server
+        .client
+        .list_retention_runs(v1::ListRetentionRunsRequest { page_size: 3 })
+        .await
+        .unwrap()
+        .into_inner()
+        .runs;
+    assert_eq!(page.len(), 3);
+}

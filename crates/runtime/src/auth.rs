@@ -693,6 +693,7 @@ impl Policy {
             .allow("/switchboard.v1.CaseService/RecordConsent", CONTACT_HANDLERS)
             .allow("/switchboard.v1.CaseService/WithdrawConsent", CONTACT_HANDLERS)
             .allow("/switchboard.v1.CaseService/ListConsents", CONTACT_HANDLERS)
+            .allow("/switchboard.v1.CaseService/ListRetentionRuns", DATA_OVERSEERS)
             // Routing: an agent's desktop acts for the agent signed in to it
             // (the token's subject); supervisors also take contacts.
             .allow("/switchboard.v1.AgentService/SignIn", CONTACT_HANDLERS)
@@ -1058,7 +1059,8 @@ mod tests {
             | "/switchboard.v1.CaseService/ListConsents" => Some(&[Role::Agent, Role::Supervisor]),
             "/switchboard.v1.CaseService/UnmergeCustomers"
             | "/switchboard.v1.CaseService/ListPersonalDataReads"
-            | "/switchboard.v1.CaseService/ExportCustomerData" => Some(&[Role::Supervisor, Role::Admin]),
+            | "/switchboard.v1.CaseService/ExportCustomerData"
+            | "/switchboard.v1.CaseService/ListRetentionRuns" => Some(&[Role::Supervisor, Role::Admin]),
             "/switchboard.v1.CaseService/EraseCustomer" => Some(&[Role::Admin]),
             "/switchboard.v1.AgentService/SignIn"
             | "/switchboard.v1.AgentService/SignOut"
