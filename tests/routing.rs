@@ -280,6 +280,7 @@ async fn a_residents_recorded_needs_route_a_call_that_does_not_repeat_them() {
         .await
         .expect("first call accepted")
         .into_inner();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let customer_id = loop {
         if let Ok(record) = cases
             .get_contact(GetContactRequest {
@@ -289,6 +290,10 @@ async fn a_residents_recorded_needs_route_a_call_that_does_not_repeat_them() {
         {
             break record.into_inner().customer_id;
         }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the case store never stored the first call"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let record = cases

@@ -31,13 +31,12 @@ use switchboard_domain::{Channel, ContactId, CustomerId, Needs};
 use uuid::Uuid;
 
 use crate::error::{CasesError, CasesResult};
+use crate::lifecycle::ACTOR_CONTACT;
 
 /// Longest consent statement accepted.
 pub const MAX_CONSENT_STATEMENT_CHARS: usize = 2_000;
 /// Longest reason accepted for withdrawing a consent.
 pub const MAX_WITHDRAWAL_REASON_CHARS: usize = 1_000;
-/// Who updated needs or recorded consent when a contact did it.
-pub const ACTOR_CONTACT: &str = crate::lifecycle::ACTOR_CONTACT;
 
 /// A kind of vulnerability the council adapts its service for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -208,10 +207,7 @@ impl CustomerNeeds {
     }
 
     pub(crate) fn from_json(text: &str) -> CasesResult<Self> {
-        serde_json::from_str(text).map_err(|error| CasesError::Corrupt {
-            column: "customers.needs",
-            reason: error.to_string(),
-        })
+        crate::store::from_json("customers.needs", text)
     }
 }
 

@@ -21,10 +21,9 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use switchboard_domain::{RetentionCategory, RetentionSchedule};
+use switchboard_domain::{RETENTION_INTERVAL, RetentionCategory, RetentionSchedule};
 
 use crate::erasure::ErasureRequest;
 use crate::error::{CasesError, CasesResult};
@@ -34,8 +33,6 @@ use crate::store::CasesStore;
 pub const EXPIRED: &str = "expired";
 /// Who erases residents the schedule says are due.
 pub const ACTOR_RETENTION: &str = "retention-schedule";
-/// How often the job runs.
-pub const RETENTION_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// One category applied once.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,29 +112,30 @@ pub async fn run_retention(
     schedule: RetentionSchedule,
     shutdown: impl Future<Output = ()> + Send,
 ) {
-    tokio::pin!(shutdown);
-    loop {
-        match apply_retention(store.as_ref(), &schedule, Utc::now()).await {
-            Ok(runs) => {
-                for run in runs {
-                    tracing::info!(
-                        category = %run.category,
-                        affected = run.affected,
-                        cutoff = %run.cutoff,
-                        "retention schedule applied"
-                    );
-                }
+    switchboard_runtime::schedule::every(RETENTION_INTERVAL, shutdown, || {
+        let (store, schedule) = (store.clone(), schedule.clone());
+        async move { log_run(apply_retention(store.as_ref(), &schedule, Utc::now()).await) }
+    })
+    .await;
+}
+
+fn log_run(result: CasesResult<Vec<RetentionRun>>) {
+    match result {
+        Ok(runs) => {
+            for run in runs {
+                tracing::info!(
+                    category = %run.category,
+                    affected = run.affected,
+                    cutoff = %run.cutoff,
+                    "retention schedule applied"
+                );
             }
-            Err(error) => tracing::warn!(
-                error.message = %error,
-                error.chain = %switchboard_runtime::status::cause_chain(&error),
-                "retention schedule not applied this time; trying again at the next interval"
-            ),
         }
-        tokio::select! {
-            () = &mut shutdown => return,
-            () = tokio::time::sleep(RETENTION_INTERVAL) => {}
-        }
+        Err(error) => tracing::warn!(
+            error.message = %error,
+            error.chain = %switchboard_runtime::status::cause_chain(&error),
+            "retention schedule not applied this time; trying again at the next interval"
+        ),
     }
 }
 

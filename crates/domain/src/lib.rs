@@ -52,4 +52,4 @@ pub use error::{CatalogueError, DomainError, DomainResult, FieldViolation, Inval
 pub use identity::{IdentityEvidence, MatchAssessment, MatchDecision, MatchSignal, MatchThresholds};
 pub use ids::{CaseId, CaseReference, ContactId, ContactReference, CustomerId, EventId};
 pub use partners::{Partner, PartnerDirectory, PartnerId, ReferralKind};
-pub use retention::{RetentionCategory, RetentionRule, RetentionSchedule};
+pub use retention::{RETENTION_INTERVAL, RetentionCategory, RetentionRule, RetentionSchedule};

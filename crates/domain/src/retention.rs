@@ -15,6 +15,9 @@ use crate::seed_file::{EntryReader, check_unique, entries, parse_file};
 const RETENTION_FILE: &str = "retention.toml";
 const EMBEDDED_RETENTION: &str = include_str!("../../../seeds/retention.toml");
 
+/// How often the services apply the schedule.
+pub const RETENTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
 /// Longest period a category may be kept for: fifty years.
 pub const MAX_KEEP_DAYS: u32 = 50 * 366;
 

@@ -25,7 +25,8 @@
 //! Alongside: [`status`] and [`problem`], the one place errors become gRPC
 //! statuses and HTTP problem responses; [`error`], this crate's error type;
 //! [`wire`], the domain ⇄ proto conversions every service shares; [`database`],
-//! which database errors are worth retrying;
+//! which database errors are worth retrying; [`schedule`], jobs run on a
+//! timer;
 //! [`testing`], fresh PostgreSQL databases, broker addresses and credentials
 //! for tests.
 
@@ -39,6 +40,7 @@ pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod problem;
+pub mod schedule;
 pub mod shutdown;
 pub mod status;
 pub mod telemetry;

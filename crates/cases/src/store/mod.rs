@@ -287,7 +287,7 @@ impl StoredContact {
 
 /// serde_json's messages name the position and the expected type, not the
 /// data, so they are safe to keep in the error.
-fn from_json<T: serde::de::DeserializeOwned>(column: &'static str, text: &str) -> CasesResult<T> {
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(column: &'static str, text: &str) -> CasesResult<T> {
     serde_json::from_str(text).map_err(|error| CasesError::Corrupt {
         column,
         reason: error.to_string(),

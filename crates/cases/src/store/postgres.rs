@@ -56,6 +56,15 @@ macro_rules! customer_columns {
         "id, name, phone_e164, email, postcode, address_line, uprn, created_at, needs::text AS needs"
     };
 }
+// What a contact keeps of what the resident said once it is erased or
+// expired: nothing (the erased needs bound as $2), and of its origin only the
+// council's own facts (office, number dialled, form).
+macro_rules! clear_contact_content {
+    () => {
+        "summary = '', details = '{}'::jsonb, needs = $2::jsonb, \
+         origin = origin - 'caller_number' - 'call_id' - 'page_url' - 'desk'"
+    };
+}
 macro_rules! consent_columns {
     () => {
         "id, customer_id, purpose, statement, channel, recorded_by, given_at, contact_id, \
@@ -1927,11 +1936,11 @@ impl CasesStore for PgCasesStore {
                 .await
                 .map_err(CasesError::database(operation))?;
         }
-        sqlx::query(
-            "UPDATE contacts SET summary = '', details = '{}'::jsonb, needs = $2::jsonb, \
-                origin = origin - 'caller_number' - 'call_id' - 'page_url' - 'desk' \
-             WHERE customer_id = $1",
-        )
+        sqlx::query(concat!(
+            "UPDATE contacts SET ",
+            clear_contact_content!(),
+            " WHERE customer_id = $1"
+        ))
         .bind(id)
         .bind(erased_needs()?)
         .execute(&mut *tx)
@@ -2107,16 +2116,17 @@ impl CasesStore for PgCasesStore {
     ) -> CasesResult<u64> {
         let mut tx = self.pool.begin().await.map_err(CasesError::database("begin"))?;
         let affected = match category {
-            RetentionCategory::ContactContent => sqlx::query(
-                "UPDATE contacts k SET summary = '', details = '{}'::jsonb, needs = $3::jsonb, \
-                    origin = k.origin - 'caller_number' - 'call_id' - 'page_url' - 'desk', expired_at = $2 \
+            RetentionCategory::ContactContent => sqlx::query(concat!(
+                "UPDATE contacts k SET ",
+                clear_contact_content!(),
+                ", expired_at = $3 \
                  FROM cases c \
                  WHERE c.id = k.case_id AND k.expired_at IS NULL AND k.received_at < $1 \
-                   AND c.status IN ('resolved', 'closed')",
-            )
+                   AND c.status IN ('resolved', 'closed')"
+            ))
             .bind(cutoff)
-            .bind(now)
             .bind(erased_needs()?)
+            .bind(now)
             .execute(&mut *tx)
             .await
             .map_err(CasesError::database("expire contact content"))?

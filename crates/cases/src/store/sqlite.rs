@@ -64,6 +64,14 @@ macro_rules! customer_columns {
         "id, name, phone_e164, email, postcode, address_line, uprn, created_at, needs"
     };
 }
+// What a contact keeps once erased or expired (see the PostgreSQL store);
+// the erased needs bound as ?2.
+macro_rules! clear_contact_content {
+    () => {
+        "summary = '', details = '{}', needs = ?2, \
+         origin = json_remove(origin, '$.caller_number', '$.call_id', '$.page_url', '$.desk')"
+    };
+}
 macro_rules! consent_columns {
     () => {
         "id, customer_id, purpose, statement, channel, recorded_by, given_at, contact_id, \
@@ -1821,11 +1829,11 @@ impl CasesStore for SqliteCasesStore {
                 .await
                 .map_err(CasesError::database(operation))?;
         }
-        sqlx::query(
-            "UPDATE contacts SET summary = '', details = '{}', needs = ?2, \
-                origin = json_remove(origin, '$.caller_number', '$.call_id', '$.page_url', '$.desk') \
-             WHERE customer_id = ?1",
-        )
+        sqlx::query(concat!(
+            "UPDATE contacts SET ",
+            clear_contact_content!(),
+            " WHERE customer_id = ?1"
+        ))
         .bind(&id)
         .bind(erased_needs()?)
         .execute(&mut *tx)
@@ -2011,16 +2019,16 @@ impl CasesStore for SqliteCasesStore {
             .await
             .map_err(CasesError::database("begin"))?;
         let affected = match category {
-            RetentionCategory::ContactContent => sqlx::query(
-                "UPDATE contacts SET summary = '', details = '{}', needs = ?3, \
-                    origin = json_remove(origin, '$.caller_number', '$.call_id', '$.page_url', '$.desk'), \
-                    expired_at = ?2 \
+            RetentionCategory::ContactContent => sqlx::query(concat!(
+                "UPDATE contacts SET ",
+                clear_contact_content!(),
+                ", expired_at = ?3 \
                  WHERE expired_at IS NULL AND received_at < ?1 \
-                   AND case_id IN (SELECT id FROM cases WHERE status IN ('resolved', 'closed'))",
-            )
+                   AND case_id IN (SELECT id FROM cases WHERE status IN ('resolved', 'closed'))"
+            ))
             .bind(micros(cutoff))
-            .bind(micros(now))
             .bind(erased_needs()?)
+            .bind(micros(now))
             .execute(&mut *tx)
             .await
             .map_err(CasesError::database("expire contact content"))?

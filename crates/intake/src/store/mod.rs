@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use switchboard_bus::OutboxStore;
 use switchboard_domain::contact::ValidContact;
-use switchboard_domain::{ContactId, ContactReference, NewContact};
+use switchboard_domain::{
+    ContactId, ContactReference, NewContact, RETENTION_INTERVAL, RetentionCategory, RetentionSchedule,
+};
 use uuid::Uuid;
 
 use crate::error::{IntakeError, IntakeResult};
@@ -128,35 +130,33 @@ pub(crate) fn expired_needs() -> String {
     serde_json::to_string(&switchboard_domain::Needs::default()).unwrap_or_else(|_| "{}".to_owned())
 }
 
-/// Applies the `intake-contacts` category of `schedule` now and then once a
-/// day until `shutdown`; a failed run is logged and tried again the next day.
+/// Applies the `intake-contacts` category of `schedule` now and then every
+/// [`RETENTION_INTERVAL`] until `shutdown`; a failed run is logged and tried
+/// again at the next interval.
 pub async fn run_retention(
     store: std::sync::Arc<dyn IntakeStore>,
-    schedule: switchboard_domain::RetentionSchedule,
+    schedule: RetentionSchedule,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) {
-    use switchboard_domain::RetentionCategory;
-    tokio::pin!(shutdown);
-    loop {
-        let now = Utc::now();
+    switchboard_runtime::schedule::every(RETENTION_INTERVAL, shutdown, || {
+        let (store, now) = (store.clone(), Utc::now());
         let cutoff = schedule.cutoff(RetentionCategory::IntakeContacts, now);
-        match store.expire_contacts(cutoff, now).await {
-            Ok(affected) => tracing::info!(
-                category = %RetentionCategory::IntakeContacts,
-                affected,
-                cutoff = %cutoff,
-                "retention schedule applied"
-            ),
-            Err(error) => tracing::warn!(
-                error.message = %error,
-                "retention schedule not applied this time; trying again tomorrow"
-            ),
+        async move {
+            match store.expire_contacts(cutoff, now).await {
+                Ok(affected) => tracing::info!(
+                    category = %RetentionCategory::IntakeContacts,
+                    affected,
+                    cutoff = %cutoff,
+                    "retention schedule applied"
+                ),
+                Err(error) => tracing::warn!(
+                    error.message = %error,
+                    "retention schedule not applied this time; trying again at the next interval"
+                ),
+            }
         }
-        tokio::select! {
-            () = &mut shutdown => return,
-            () = tokio::time::sleep(std::time::Duration::from_secs(24 * 60 * 60)) => {}
-        }
-    }
+    })
+    .await;
 }
 
 /// The columns of a contact row, computed once for both stores.
