@@ -14,7 +14,7 @@ use secrecy::ExposeSecret;
 use switchboard::app::Services;
 use switchboard_bus::Topology;
 use switchboard_proto::v1::{
-    CaseRecord, CaseStatus, Channel as ContactChannel, ContactRecord, ContactRequest, Customer,
+    AgentProfile, CaseRecord, CaseStatus, Channel as ContactChannel, ContactRecord, ContactRequest, Customer,
     CustomerNeeds, GetCaseRequest, GetContactRequest, GetLiveStateRequest, Needs, SubmitContactRequest,
     UpdateCustomerNeedsRequest, get_case_request, submit_contact_request::Origin,
 };
@@ -23,8 +23,8 @@ use switchboard_tests::{
     CasesClient, cases_client_at, dev_token, intake_client_at,
     process::ServiceProcess,
     routing::{
-        Desktops, EventObserver, always_open_routing, phone_agent, put_profiles, routing_source,
-        seeds_dir_with, supervisor_client,
+        Desktops, EventObserver, SupervisorClient, always_open_routing, phone_agent, put_profiles,
+        routing_source, seeds_dir_with, supervisor_client,
     },
     start_services_with, test_settings,
 };
@@ -120,6 +120,16 @@ impl Distributed {
         }
     }
 
+    /// A supervisor's client on the router, with `profiles` put for the
+    /// agents who will sign in.
+    async fn supervisor(&self, profiles: &[AgentProfile]) -> SupervisorClient {
+        let mut supervisor = supervisor_client(self.router.grpc_addr, &self.credentials)
+            .await
+            .expect("supervisor client");
+        put_profiles(&mut supervisor, profiles).await.expect("profiles");
+        supervisor
+    }
+
     async fn stop(self) {
         self.router.stop().await.expect("routing stops");
         self.cases.stop().await.expect("cases stops");
@@ -138,19 +148,13 @@ async fn contacts_are_offered_accepted_and_completed_over_the_agent_stream() {
         &system.observer,
     );
 
-    let mut supervisor = supervisor_client(router.grpc_addr, credentials)
-        .await
-        .expect("supervisor client");
-    put_profiles(
-        &mut supervisor,
-        &[
+    let mut supervisor = system
+        .supervisor(&[
             phone_agent("agent-ann", &[]),
             phone_agent("agent-bob", &[]),
             phone_agent("agent-bsl", &[("bsl", 4)]),
-        ],
-    )
-    .await
-    .expect("profiles");
+        ])
+        .await;
     let desktops = Desktops::start(
         vec![router.grpc_addr],
         credentials,
@@ -253,18 +257,12 @@ async fn a_residents_recorded_needs_route_a_call_that_does_not_repeat_them() {
         &system.credentials,
         &system.observer,
     );
-    let mut supervisor = supervisor_client(router.grpc_addr, credentials)
-        .await
-        .expect("supervisor client");
-    put_profiles(
-        &mut supervisor,
-        &[
+    let mut supervisor = system
+        .supervisor(&[
             phone_agent("agent-ann", &[]),
             phone_agent("agent-bsl", &[("bsl", 4)]),
-        ],
-    )
-    .await
-    .expect("profiles");
+        ])
+        .await;
     let key = credentials.intake_key.expose_secret().to_owned();
     let mut intake_client = intake_client_at(intake.grpc_addr, &key)
         .await
