@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 
 use crate::bus::{Delivery, Subscription, ack_all};
 use crate::error::BusResult;
@@ -52,49 +54,100 @@ pub struct ConsumeStats {
 }
 
 /// Consumes `subscription` in batches of up to `batch_size` (waiting up to
-/// `linger` to fill one) until `shutdown` resolves. A batch being handled when
-/// shutdown comes is finished and settled first; nothing is left unsettled.
+/// `linger` to fill one) until `shutdown` resolves, one batch at a time. A
+/// batch being handled when shutdown comes is finished and settled first;
+/// nothing is left unsettled.
 ///
 /// Transient subscription errors are logged and retried with back-off; an error
 /// that retrying cannot fix (such as a queue that does not exist) is returned.
 pub async fn consume<H: BatchHandler>(
-    mut subscription: Subscription,
+    subscription: Subscription,
     batch_size: usize,
     linger: Duration,
     handler: H,
     shutdown: impl Future<Output = ()> + Send,
 ) -> BusResult<ConsumeStats> {
+    consume_concurrently(subscription, batch_size, linger, 1, handler, shutdown).await
+}
+
+/// [`consume`], with up to `in_flight` batches handled at once: the next
+/// batch is taken while earlier ones wait on their store, and each is settled
+/// as soon as it is handled, in whatever order they finish. Only for handlers
+/// whose batches may be applied side by side (their store serialises what
+/// must not overlap); the subscription's prefetch should cover `in_flight`
+/// batches and one more.
+pub async fn consume_concurrently<H: BatchHandler>(
+    subscription: Subscription,
+    batch_size: usize,
+    linger: Duration,
+    in_flight: usize,
+    handler: H,
+    shutdown: impl Future<Output = ()> + Send,
+) -> BusResult<ConsumeStats> {
     tokio::pin!(shutdown);
+    let in_flight = in_flight.max(1);
+    let queue = subscription.queue().to_owned();
     let mut stats = ConsumeStats::default();
     let mut backoff = BACKOFF_MIN;
-    loop {
-        let batch = tokio::select! {
-            biased;
-            () = &mut shutdown => return Ok(stats),
-            batch = subscription.next_batch(batch_size, linger) => batch,
-        };
-        let batch = match batch {
-            Ok(batch) => {
-                backoff = BACKOFF_MIN;
-                batch
-            }
-            Err(error) if error.is_transient() => {
-                tracing::warn!(queue = %subscription.queue(), error.message = %error, retry_in_ms = backoff.as_millis() as u64, "receiving failed, backing off");
-                tokio::select! {
-                    biased;
-                    () = &mut shutdown => return Ok(stats),
-                    () = tokio::time::sleep(backoff) => {}
+    let mut handling = FuturesUnordered::new();
+    // The subscription is lent to the receive in progress and handed back
+    // with its batch. That receive is kept across turns of the loop, not
+    // dropped when a handled batch wins the race: a dropped receive would
+    // hand back the deliveries it had gathered.
+    let mut idle = Some(subscription);
+    let mut receiving = None;
+    // Set after a transient receive error: the next receive waits this long.
+    let mut pause: Option<Duration> = None;
+    let result = loop {
+        if handling.len() < in_flight
+            && let Some(mut subscription) = idle.take()
+        {
+            let wait = pause.take();
+            receiving = Some(Box::pin(async move {
+                if let Some(wait) = wait {
+                    tokio::time::sleep(wait).await;
                 }
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-                continue;
+                let batch = subscription.next_batch(batch_size, linger).await;
+                (subscription, batch)
+            }));
+        }
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break Ok(()),
+            Some((batch, outcomes)) = handling.next() => {
+                stats.batches += 1;
+                settle(&queue, batch, outcomes, &mut stats).await;
             }
-            Err(error) => return Err(error),
-        };
-        let outcomes = handler.handle(&batch).await;
-        debug_assert_eq!(outcomes.len(), batch.len(), "one outcome per delivery");
+            (subscription, batch) = async { receiving.as_mut().expect("receiving").await }, if receiving.is_some() => {
+                receiving = None;
+                idle = Some(subscription);
+                match batch {
+                    Ok(batch) => {
+                        backoff = BACKOFF_MIN;
+                        let handler = &handler;
+                        handling.push(async move {
+                            let outcomes = handler.handle(&batch).await;
+                            debug_assert_eq!(outcomes.len(), batch.len(), "one outcome per delivery");
+                            (batch, outcomes)
+                        });
+                    }
+                    Err(error) if error.is_transient() => {
+                        tracing::warn!(queue = %queue, error.message = %error, retry_in_ms = backoff.as_millis() as u64, "receiving failed, backing off");
+                        pause = Some(backoff);
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                    }
+                    Err(error) => break Err(error),
+                }
+            }
+        }
+    };
+    // Batches in hand are finished and settled, whatever ended the loop.
+    drop(receiving);
+    while let Some((batch, outcomes)) = handling.next().await {
         stats.batches += 1;
-        settle(subscription.queue(), batch, outcomes, &mut stats).await;
+        settle(&queue, batch, outcomes, &mut stats).await;
     }
+    result.map(|()| stats)
 }
 
 async fn settle(queue: &str, batch: Vec<Delivery>, outcomes: Vec<Outcome>, stats: &mut ConsumeStats) {

@@ -38,7 +38,7 @@ pub mod topology;
 pub mod trace;
 
 pub use bus::{Bus, DeadLetter, DeadLetterReason, Delivery, Subscription, ack_all};
-pub use consume::{BatchHandler, ConsumeStats, Outcome, consume};
+pub use consume::{BatchHandler, ConsumeStats, Outcome, consume, consume_concurrently};
 pub use envelope::{CONTENT_TYPE, Envelope};
 pub use error::{BoxError, BusError, BusResult};
 pub use memory::InProcessBus;

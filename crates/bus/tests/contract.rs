@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use common::*;
 use switchboard_bus::{
     BatchHandler, BusError, DeadLetterReason, Delivery, OutboxRelay, Outcome, QueueSpec, StreamOffset,
-    Topology, ack_all, consume,
+    Topology, ack_all, consume, consume_concurrently,
 };
 use tokio::sync::Notify;
 
@@ -70,6 +70,7 @@ contract_suite! {
     outbox_relay_publishes_each_row_exactly_once => standard,
     outbox_relay_survives_bus_outage => standard,
     consume_applies_outcomes_until_shutdown => standard,
+    consume_concurrently_handles_batches_side_by_side => standard,
     check_reports_ready => standard,
     send_to_queue_reaches_only_that_queue => standard,
     send_to_an_unknown_queue_is_an_error => standard,
@@ -665,6 +666,97 @@ async fn consume_applies_outcomes_until_shutdown(harness: Arc<Harness>) {
     assert_eq!(stats.rejected, 1);
 
     // Nothing left behind: a fresh subscriber finds the queue empty.
+    let mut after = harness.bus.subscribe(&spec, 5).await.expect("subscribe");
+    assert_quiet(&mut after).await;
+}
+
+/// Holds each batch until a second one is in hand too, so it only ever
+/// finishes when two batches are handled at once.
+struct SideBySide {
+    in_hand: Mutex<usize>,
+    most_in_hand: Mutex<usize>,
+    both_in_hand: Notify,
+    seen: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl BatchHandler for SideBySide {
+    async fn handle(&self, batch: &[Delivery]) -> Vec<Outcome> {
+        // Registered before the count is taken, so a partner arriving at
+        // once still wakes this batch.
+        let partner = self.both_in_hand.notified();
+        tokio::pin!(partner);
+        partner.as_mut().enable();
+        let waiting = {
+            let mut in_hand = self.in_hand.lock().expect("lock");
+            *in_hand += 1;
+            let mut most = self.most_in_hand.lock().expect("lock");
+            *most = (*most).max(*in_hand);
+            *in_hand < 2
+        };
+        if waiting {
+            // The last batch may have no partner: wait a little, not for ever.
+            let _ = tokio::time::timeout(Duration::from_secs(2), partner).await;
+        } else {
+            self.both_in_hand.notify_waiters();
+        }
+        *self.in_hand.lock().expect("lock") -= 1;
+        self.seen
+            .lock()
+            .expect("lock")
+            .extend(batch.iter().map(|delivery| delivery.event_id().to_owned()));
+        vec![Outcome::Ack; batch.len()]
+    }
+}
+
+async fn consume_concurrently_handles_batches_side_by_side(harness: Arc<Harness>) {
+    let spec = QueueSpec::quorum(&harness.topology, "side-by-side", &["contact.#"]);
+    let subscription = harness.bus.subscribe(&spec, 30).await.expect("subscribe");
+    let handler = Arc::new(SideBySide {
+        in_hand: Mutex::new(0),
+        most_in_hand: Mutex::new(0),
+        both_in_hand: Notify::new(),
+        seen: Mutex::new(Vec::new()),
+    });
+    let sent = events("contact.received", 40);
+    harness.bus.publish(&sent).await.expect("publish");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let consumer = tokio::spawn(consume_concurrently(
+        subscription,
+        10,
+        Duration::from_millis(20),
+        2,
+        handler.clone(),
+        async {
+            let _stop = stopped.await;
+        },
+    ));
+
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while handler.seen.lock().expect("lock").len() < sent.len() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not every event was handled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(()).expect("consumer running");
+    let stats = tokio::time::timeout(PATIENCE, consumer)
+        .await
+        .expect("consume stops on shutdown")
+        .expect("consume task")
+        .expect("consume result");
+    assert_eq!(
+        *handler.most_in_hand.lock().expect("lock"),
+        2,
+        "two batches at once, never more"
+    );
+    assert_eq!(stats.acked, 40);
+    let seen: HashSet<String> = handler.seen.lock().expect("lock").iter().cloned().collect();
+    let expected: HashSet<String> = sent.iter().map(|event| event.event_id().to_owned()).collect();
+    assert_eq!(seen, expected, "each event handled once");
+
+    // Every batch was settled, whichever finished first.
     let mut after = harness.bus.subscribe(&spec, 5).await.expect("subscribe");
     assert_quiet(&mut after).await;
 }

@@ -12,6 +12,13 @@
 //!    outcome whose contact failed to apply waits in the store for it;
 //! 3. after the commits the batch is acked and the outbox relay woken.
 //!
+//! Two batches are applied at once by default ([`ConsumerConfig::in_flight`]),
+//! each settled when it is done. Contacts of one resident that arrive in two
+//! batches side by side may be applied in either order; the store's locks
+//! make them one customer and one case either way, and the timeline orders
+//! contacts by when they were received. Set `in_flight` to 1 where the order
+//! of application must follow the queue's.
+//!
 //! Store errors that may pass (database away, a lost race) are retried in
 //! process with back-off, holding the deliveries, rather than sent back to
 //! the queue at once: the quorum queue dead-letters a message after a few
@@ -26,7 +33,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use switchboard_bus::{
-    BatchHandler, Bus, Delivery, OutboxRelay, OutboxStore, Outcome, QueueSpec, Sealer, Topology, consume,
+    BatchHandler, Bus, Delivery, OutboxRelay, OutboxStore, Outcome, QueueSpec, Sealer, Topology,
+    consume_concurrently,
 };
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -45,8 +53,15 @@ pub struct ConsumerConfig {
     /// How long to wait for a batch to fill once its first delivery is in:
     /// the most latency batching adds when traffic is light.
     pub linger: Duration,
-    /// Unacked deliveries the broker may send ahead. Two batches' worth, so
-    /// the next batch is already here while the current one commits.
+    /// Batches applied at once, each in its own store transaction. While
+    /// one waits on the database the next is decoded and planned, and on
+    /// PostgreSQL the two use both of the database's cores. The store keeps
+    /// them apart where they meet: a resident's identities are locked for
+    /// the length of a transaction, so two contacts of one resident in
+    /// batches side by side still make one customer and one case.
+    pub in_flight: usize,
+    /// Unacked deliveries the broker may send ahead: the batches in flight
+    /// and one more, so the next batch is already here when one commits.
     pub prefetch: u16,
     /// How long a batch is retried in process while the store reports
     /// transient errors, before its deliveries go back to the queue.
@@ -58,7 +73,8 @@ impl Default for ConsumerConfig {
         ConsumerConfig {
             batch_size: MAX_APPLY_BATCH,
             linger: Duration::from_millis(20),
-            prefetch: 1000,
+            in_flight: 2,
+            prefetch: 1500,
             store_retry_budget: Duration::from_secs(60),
         }
     }
@@ -131,10 +147,11 @@ impl CasesConsumer {
         };
         let batch_size = self.config.batch_size.clamp(1, MAX_APPLY_BATCH);
         let consuming = async {
-            let result = consume(
+            let result = consume_concurrently(
                 subscription,
                 batch_size,
                 self.config.linger,
+                self.config.in_flight,
                 handler,
                 stop.clone().cancelled_owned(),
             )

@@ -199,8 +199,9 @@ impl LookupKeys {
 impl LookupKeys {
     /// Advisory lock keys (PostgreSQL): one per identity, so two transactions
     /// that could match or create the same customer take turns, while
-    /// unrelated batches run side by side. Sorted, so every transaction takes
-    /// its locks in the same order and none can deadlock on them.
+    /// unrelated batches run side by side; and one per contact (see
+    /// [`contact_lock_key`]). Sorted, so every transaction takes its locks in
+    /// the same order and none can deadlock on them.
     pub(crate) fn lock_keys(&self) -> Vec<String> {
         let mut keys: Vec<String> = self
             .phones
@@ -216,11 +217,19 @@ impl LookupKeys {
                     .iter()
                     .map(|uprn| format!("cases.customer.uprn:{uprn}")),
             )
+            .chain(self.contact_ids.iter().map(|id| contact_lock_key(*id)))
             .collect();
         keys.sort();
         keys.dedup();
         keys
     }
+}
+
+/// The lock a contact's transaction and its wrap-up outcome's both take, so
+/// that whichever commits second sees the other: an outcome applied beside
+/// its contact's batch is never left waiting for a contact already stored.
+pub(crate) fn contact_lock_key(id: ContactId) -> String {
+    format!("cases.contact:{id}")
 }
 
 impl LookupKeys {
@@ -1252,13 +1261,20 @@ mod tests {
         ];
         let keys = lookup_keys(&batch);
         assert_eq!(keys.phones.len(), 1);
-        assert_eq!(
-            keys.lock_keys(),
+        let mut contacts: Vec<String> = batch
+            .iter()
+            .map(|contact| format!("cases.contact:{}", contact.contact_id))
+            .collect();
+        contacts.sort();
+        let mut expected = contacts;
+        expected.extend(
             [
                 "cases.customer.email:a@example.org",
                 "cases.customer.email:b@example.org",
-                "cases.customer.phone:+447700900123"
+                "cases.customer.phone:+447700900123",
             ]
+            .map(str::to_owned),
         );
+        assert_eq!(keys.lock_keys(), expected);
     }
 }

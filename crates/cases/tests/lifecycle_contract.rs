@@ -423,6 +423,26 @@ async fn an_outcome_that_arrives_before_its_contact_waits_for_it(store: &dyn Cas
     assert!(resolved);
 }
 
+async fn an_outcome_applied_beside_its_contact_is_never_left_waiting(store: &dyn CasesStore) {
+    // Two consumers, or two batches in flight, may apply a contact and its
+    // outcome at the same moment: whichever commits second must see the other.
+    for round in 0..20 {
+        let call = ContactBuilder::new(Channel::Phone, "council-tax")
+            .email(&format!("side-by-side-{round}@example.org"))
+            .build();
+        let wrap_up = completed(call.contact_id, "resolved", None);
+        let (contact, outcome) = tokio::join!(
+            store.apply_contacts(std::slice::from_ref(&call)),
+            store.apply_outcomes(std::slice::from_ref(&wrap_up)),
+        );
+        outcome.unwrap();
+        let case_id = applied(&contact.unwrap()).case_id;
+        let case = detail(store, case_id).await.case;
+        assert_eq!(case.status, CaseStatus::Resolved, "round {round}");
+        assert_eq!(case.outcome.as_deref(), Some("resolved"), "round {round}");
+    }
+}
+
 async fn a_resident_is_found_by_a_case_or_contact_reference(store: &dyn CasesStore) {
     let contact = ContactBuilder::new(Channel::Web, "waste-collections")
         .email("quoted@example.org")
@@ -464,5 +484,6 @@ contract_suite!(
     notes_are_kept_on_the_case_oldest_first,
     a_wrap_up_disposition_moves_the_case_and_shows_on_the_contact,
     an_outcome_that_arrives_before_its_contact_waits_for_it,
+    an_outcome_applied_beside_its_contact_is_never_left_waiting,
     a_resident_is_found_by_a_case_or_contact_reference,
 );

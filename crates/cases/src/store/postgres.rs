@@ -833,6 +833,24 @@ async fn write_status_update(
     insert_outbox(tx, &[update.event]).await
 }
 
+/// Takes transaction-scoped advisory locks on `keys`, which must be sorted
+/// and distinct: every transaction takes its locks in the same order, so none
+/// can deadlock on them.
+async fn lock_keys(tx: &mut Transaction<'static, Postgres>, keys: &[String]) -> CasesResult<()> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "SELECT count(pg_advisory_xact_lock(hashtextextended(key, 0))) \
+         FROM (SELECT key FROM unnest($1::text[]) AS t(key) ORDER BY key) AS keys",
+    )
+    .bind(keys)
+    .execute(&mut **tx)
+    .await
+    .map_err(CasesError::database("take advisory locks"))?;
+    Ok(())
+}
+
 /// Applies the waiting outcomes of `contact_ids` that are stored: each moves
 /// its case as its disposition says, then is marked applied.
 async fn apply_pending_outcomes(
@@ -996,20 +1014,9 @@ impl CasesStore for PgCasesStore {
         }
         let keys = plan::lookup_keys(batch);
         let mut tx = self.pool.begin().await.map_err(CasesError::database("begin"))?;
-        let lock_keys = keys.lock_keys();
-        if !lock_keys.is_empty() {
-            // Transaction-scoped advisory locks, one per phone or email in the
-            // batch, taken in sorted order: another consumer applying a contact
-            // of the same resident waits here, then sees this batch's customer.
-            sqlx::query(
-                "SELECT count(pg_advisory_xact_lock(hashtextextended(key, 0))) \
-                 FROM (SELECT key FROM unnest($1::text[]) AS t(key) ORDER BY key) AS keys",
-            )
-            .bind(&lock_keys)
-            .execute(&mut *tx)
-            .await
-            .map_err(CasesError::database("lock identities"))?;
-        }
+        // Another consumer applying a contact of the same resident waits
+        // here, then sees this batch's customer.
+        lock_keys(&mut tx, &keys.lock_keys()).await?;
         let now = Utc::now();
         let snapshot = Self::snapshot(
             &mut tx,
@@ -1340,6 +1347,13 @@ impl CasesStore for PgCasesStore {
         }
         let now = to_micros(Utc::now());
         let mut tx = self.pool.begin().await.map_err(CasesError::database("begin"))?;
+        let mut contact_keys: Vec<String> = batch
+            .iter()
+            .map(|outcome| plan::contact_lock_key(outcome.contact_id))
+            .collect();
+        contact_keys.sort();
+        contact_keys.dedup();
+        lock_keys(&mut tx, &contact_keys).await?;
         let event_ids: Vec<Uuid> = batch.iter().map(|outcome| outcome.event_id.as_uuid()).collect();
         let seen: HashSet<Uuid> =
             sqlx::query_scalar::<_, Uuid>("SELECT event_id FROM inbox WHERE event_id = ANY($1)")
