@@ -14,8 +14,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use common::*;
 use switchboard_bus::{
-    BatchHandler, BusError, DeadLetterReason, Delivery, OutboxRelay, Outcome, QueueSpec, StreamOffset,
-    Topology, ack_all, consume, consume_concurrently,
+    BatchHandler, BusError, ConsumeStats, DeadLetterReason, Delivery, OutboxRelay, Outcome, QueueSpec,
+    StreamOffset, Topology, ack_all, consume, consume_concurrently,
 };
 use tokio::sync::Notify;
 
@@ -603,6 +603,19 @@ impl BatchHandler for Judge {
     }
 }
 
+/// Signals `consume` to stop and waits for its counts.
+async fn shut_down(
+    stop: tokio::sync::oneshot::Sender<()>,
+    consumer: tokio::task::JoinHandle<switchboard_bus::BusResult<ConsumeStats>>,
+) -> ConsumeStats {
+    stop.send(()).expect("consumer running");
+    tokio::time::timeout(PATIENCE, consumer)
+        .await
+        .expect("consume stops on shutdown")
+        .expect("consume task")
+        .expect("consume result")
+}
+
 async fn consume_applies_outcomes_until_shutdown(harness: Arc<Harness>) {
     let spec = QueueSpec::quorum(&harness.topology, "consumed", &["contact.#"]);
     let subscription = harness.bus.subscribe(&spec, 20).await.expect("subscribe");
@@ -655,12 +668,7 @@ async fn consume_applies_outcomes_until_shutdown(harness: Arc<Harness>) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    stop.send(()).expect("consumer running");
-    let stats = tokio::time::timeout(PATIENCE, consumer)
-        .await
-        .expect("consume stops on shutdown")
-        .expect("consume task")
-        .expect("consume result");
+    let stats = shut_down(stop, consumer).await;
     assert_eq!(stats.acked, 11);
     assert_eq!(stats.retried, 1);
     assert_eq!(stats.rejected, 1);
@@ -740,12 +748,7 @@ async fn consume_concurrently_handles_batches_side_by_side(harness: Arc<Harness>
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    stop.send(()).expect("consumer running");
-    let stats = tokio::time::timeout(PATIENCE, consumer)
-        .await
-        .expect("consume stops on shutdown")
-        .expect("consume task")
-        .expect("consume result");
+    let stats = shut_down(stop, consumer).await;
     assert_eq!(
         *handler.most_in_hand.lock().expect("lock"),
         2,
