@@ -515,13 +515,16 @@ async fn customers_are_found_by_normalised_identifiers_and_name(store: &dyn Case
             .len(),
         1
     );
-    assert!(
-        store
-            .search_customers(&search(None, None, None, Some("%")), 20)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    for wildcard in ["%", "_", "\\", "a%s", "b_b"] {
+        assert!(
+            store
+                .search_customers(&search(None, None, None, Some(wildcard)), 20)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{wildcard}"
+        );
+    }
     assert!(
         store
             .search_customers(&CustomerSearch::default(), 20)

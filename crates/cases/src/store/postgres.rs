@@ -833,6 +833,19 @@ async fn write_status_update(
     insert_outbox(tx, &[update.event]).await
 }
 
+/// `text` matched literally inside a `LIKE` pattern (whose escape character
+/// is the backslash by default).
+fn escape_like(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
 /// Takes transaction-scoped advisory locks on `keys`, which must be sorted
 /// and distinct: every transaction takes its locks in the same order, so none
 /// can deadlock on them.
@@ -1189,10 +1202,10 @@ impl CasesStore for PgCasesStore {
                 .push_bind(postcode.as_str().to_owned());
         }
         if let Some(name) = &search.name {
+            // A pattern rather than strpos, so the trigram index can serve it.
             query
-                .push(" AND strpos(name_folded, ")
-                .push_bind(fold_name(name.as_str()))
-                .push(") > 0");
+                .push(" AND name_folded LIKE ")
+                .push_bind(format!("%{}%", escape_like(&fold_name(name.as_str()))));
         }
         match &search.reference {
             Some(QuotedReference::Case(reference)) => {
