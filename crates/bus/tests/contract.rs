@@ -678,8 +678,8 @@ async fn consume_applies_outcomes_until_shutdown(harness: Arc<Harness>) {
     assert_quiet(&mut after).await;
 }
 
-/// Holds each batch until a second one is in hand too, so it only ever
-/// finishes when two batches are handled at once.
+/// Holds each batch until a second one is in hand too (or a while has
+/// passed), counting the most batches it ever held at once.
 struct SideBySide {
     in_hand: Mutex<usize>,
     most_in_hand: Mutex<usize>,

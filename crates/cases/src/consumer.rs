@@ -55,7 +55,7 @@ pub struct ConsumerConfig {
     pub linger: Duration,
     /// Batches applied at once, each in its own store transaction. While
     /// one waits on the database the next is decoded and planned, and on
-    /// PostgreSQL the two use both of the database's cores. The store keeps
+    /// PostgreSQL both can be executing at the same time. The store keeps
     /// them apart where they meet: a resident's identities are locked for
     /// the length of a transaction, so two contacts of one resident in
     /// batches side by side still make one customer and one case.
