@@ -19,8 +19,9 @@
 //!
 //! Events already published carry no personal data in the clear. Intake
 //! keeps its own copy of each contact as received (its own tables), which
-//! the retention schedule's `intake-contacts` removes within 30 days
-//! ([`crate::retention`]), inside the month an erasure request allows.
+//! the retention schedule's `intake-contacts` removes ([`crate::retention`])
+//! within [`switchboard_domain::retention::MAX_INTAKE_KEEP_DAYS`] days at
+//! most, as the schedule enforces: inside the month an erasure request allows.
 
 use std::collections::BTreeMap;
 
@@ -37,6 +38,10 @@ pub struct ErasureRequest {
     /// Why, e.g. the request's reference. Kept, so it must not name the resident.
     pub reason: String,
     pub actor: String,
+    /// Set by the retention schedule: erase only if the resident has had no
+    /// contact since this time and has no open case, checked again under the
+    /// customer's lock, so a resident who gets in touch meanwhile is kept.
+    pub only_if_inactive_since: Option<DateTime<Utc>>,
 }
 
 /// An erasure as recorded.

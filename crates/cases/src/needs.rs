@@ -33,11 +33,6 @@ use uuid::Uuid;
 use crate::error::{CasesError, CasesResult};
 use crate::lifecycle::ACTOR_CONTACT;
 
-/// Longest consent statement accepted.
-pub const MAX_CONSENT_STATEMENT_CHARS: usize = 2_000;
-/// Longest reason accepted for withdrawing a consent.
-pub const MAX_WITHDRAWAL_REASON_CHARS: usize = 1_000;
-
 /// A kind of vulnerability the council adapts its service for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -241,6 +236,17 @@ pub(crate) fn after_merge(
     })
 }
 
+/// The survivor's record after an un-merge: as it was before the merge,
+/// with the vulnerabilities it holds now. A merge never changes them, so
+/// the current ones are those the resident's consent still stands behind:
+/// one withdrawn since the merge must not come back with the old record.
+pub(crate) fn after_unmerge(before: &CustomerNeeds, current: &CustomerNeeds) -> CustomerNeeds {
+    CustomerNeeds {
+        vulnerabilities: current.vulnerabilities.clone(),
+        ..before.clone()
+    }
+}
+
 /// Whether a contact's resident said they are vulnerable and consented to it
 /// being recorded.
 pub(crate) fn consented_vulnerability(needs: &Needs) -> bool {
@@ -335,7 +341,7 @@ pub struct NeedsUpdate {
 }
 
 /// Staff recording a resident's consent.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct NewConsent {
     pub customer_id: CustomerId,
     pub purpose: ConsentPurpose,
@@ -362,11 +368,29 @@ impl NewConsent {
 }
 
 /// Staff recording that a resident withdrew a consent.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct WithdrawConsent {
     pub consent_id: Uuid,
     pub reason: String,
     pub actor: String,
+}
+
+// What the resident said stays out of debug output, as with the records.
+impl fmt::Debug for NewConsent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewConsent")
+            .field("customer_id", &self.customer_id)
+            .field("purpose", &self.purpose)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Debug for WithdrawConsent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WithdrawConsent")
+            .field("consent_id", &self.consent_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A customer as the store finds them before changing their needs or

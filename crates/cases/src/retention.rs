@@ -75,10 +75,12 @@ pub async fn apply_retention(
                             customer_id,
                             reason: reason.clone(),
                             actor: ACTOR_RETENTION.to_owned(),
+                            only_if_inactive_since: Some(cutoff),
                         };
                         match store.erase_customer(&request).await {
-                            Ok(_) => erased += 1,
-                            // Merged or erased meanwhile: nothing left to do.
+                            Ok(Some(_)) => erased += 1,
+                            Ok(None) => {}
+                            // Merged, erased or back in touch meanwhile: kept.
                             Err(CasesError::ErasureRefused(_)) => {}
                             Err(error) => return Err(error),
                         }

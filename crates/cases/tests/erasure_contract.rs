@@ -120,6 +120,7 @@ async fn an_erased_resident_is_gone_and_the_statistics_stay(store: &dyn CasesSto
             customer_id: resident.customer_id,
             reason: "erasure request ER-2026-0117".to_owned(),
             actor: "admin-ali".to_owned(),
+            only_if_inactive_since: None,
         })
         .await
         .unwrap()
@@ -246,6 +247,7 @@ async fn an_erased_resident_is_gone_and_the_statistics_stay(store: &dyn CasesSto
                 customer_id: resident.customer_id,
                 reason: "again".to_owned(),
                 actor: "admin-ali".to_owned(),
+                only_if_inactive_since: None,
             })
             .await,
         Err(CasesError::ErasureRefused(_))
@@ -256,6 +258,7 @@ async fn an_erased_resident_is_gone_and_the_statistics_stay(store: &dyn CasesSto
                 customer_id: CustomerId::new(),
                 reason: "x".to_owned(),
                 actor: "admin-ali".to_owned(),
+                only_if_inactive_since: None,
             })
             .await
             .unwrap()

@@ -10,8 +10,8 @@ use std::collections::BTreeSet;
 
 use prost::Message as _;
 use switchboard_cases::{
-    AppliedContact, ApplyOutcome, CasesError, CasesStore, ConsentPurpose, Customer, CustomerNeeds,
-    ErasureRequest, MergeRequest, NeedsUpdate, NewConsent, Vulnerability, WithdrawConsent,
+    AppliedContact, CasesError, CasesStore, ConsentPurpose, Customer, CustomerNeeds, ErasureRequest,
+    MergeRequest, NeedsUpdate, NewConsent, Vulnerability, WithdrawConsent,
 };
 use switchboard_domain::{Channel, CustomerId, Needs};
 use switchboard_proto::v1;
@@ -22,11 +22,7 @@ use common::ContactBuilder;
 const PHONE: &str = "07700 900123";
 
 async fn apply(store: &dyn CasesStore, contact: ContactBuilder) -> AppliedContact {
-    let outcomes = store.apply_contacts(&[contact.build()]).await.unwrap();
-    match outcomes.into_iter().next() {
-        Some(ApplyOutcome::Applied(applied)) => applied,
-        other => panic!("expected an applied contact, got {other:?}"),
-    }
+    common::apply_one(store, contact.build()).await
 }
 
 async fn customer(store: &dyn CasesStore, id: CustomerId) -> Customer {
@@ -319,6 +315,7 @@ async fn an_erased_resident_keeps_no_needs_and_takes_none(store: &dyn CasesStore
             customer_id: resident,
             reason: "erasure request ER-2026-0201".to_owned(),
             actor: "admin-ali".to_owned(),
+            only_if_inactive_since: None,
         })
         .await
         .unwrap()
@@ -390,9 +387,71 @@ async fn a_merge_adds_the_merged_records_needs_and_an_unmerge_takes_them_back(st
     );
 }
 
+async fn an_unmerge_brings_back_no_vulnerability_whose_consent_was_withdrawn(store: &dyn CasesStore) {
+    let call = apply(
+        store,
+        ContactBuilder::new(Channel::Phone, "council-tax").phone(PHONE),
+    )
+    .await;
+    let form = apply(
+        store,
+        ContactBuilder::new(Channel::Web, "waste")
+            .email("sam@example.org")
+            .needs(Needs {
+                large_print: true,
+                ..Needs::default()
+            }),
+    )
+    .await;
+    let given = store
+        .record_consent(&consent(call.customer_id))
+        .await
+        .unwrap()
+        .unwrap();
+    let bereaved = CustomerNeeds {
+        vulnerabilities: BTreeSet::from([Vulnerability::Bereavement]),
+        ..CustomerNeeds::default()
+    };
+    store
+        .update_customer_needs(&update(call.customer_id, bereaved))
+        .await
+        .unwrap()
+        .unwrap();
+    let merge = store
+        .merge_customers(&MergeRequest {
+            survivor_id: call.customer_id,
+            merged_id: form.customer_id,
+            reason: "same resident: confirmed on the phone".to_owned(),
+            actor: "agent-ada".to_owned(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .withdraw_consent(&WithdrawConsent {
+            consent_id: given.id,
+            reason: "asked us to remove it".to_owned(),
+            actor: "agent-bo".to_owned(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+
+    store
+        .unmerge_customers(merge.id, "agent-bo", "two different people after all")
+        .await
+        .unwrap()
+        .unwrap();
+    // The record as it was before the merge, but for what the resident withdrew.
+    let restored = customer(store, call.customer_id).await.needs;
+    assert!(restored.vulnerabilities.is_empty(), "{restored:?}");
+    assert!(!restored.large_print, "the merged record's needs go back with it");
+}
+
 contract_suite!(
     stated_needs_join_the_record_and_travel_to_routing,
     a_merge_adds_the_merged_records_needs_and_an_unmerge_takes_them_back,
+    an_unmerge_brings_back_no_vulnerability_whose_consent_was_withdrawn,
     vulnerability_is_recorded_only_with_consent,
     consent_given_on_a_contact_is_recorded_with_it,
     an_erased_resident_keeps_no_needs_and_takes_none,

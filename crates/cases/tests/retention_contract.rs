@@ -8,7 +8,8 @@ mod common;
 
 use chrono::{DateTime, Duration, Utc};
 use switchboard_cases::{
-    ApplyOutcome, CaseKey, CaseStatus, CasesStore, CustomerSearch, DataRead, StatusChange, apply_retention,
+    CaseKey, CaseStatus, CasesError, CasesStore, CustomerSearch, DataRead, ErasureRequest, StatusChange,
+    apply_retention,
 };
 use switchboard_domain::{
     Channel, ContactOrigin, CustomerId, PhoneNumber, RetentionCategory, RetentionSchedule,
@@ -38,10 +39,8 @@ async fn resident(store: &dyn CasesStore, phone: &str) -> (CustomerId, switchboa
         .phone(phone)
         .caller(phone)
         .build();
-    match store.apply_contacts(&[contact]).await.unwrap().remove(0) {
-        ApplyOutcome::Applied(applied) => (applied.customer_id, applied.case_id),
-        other => panic!("expected an applied contact, got {other:?}"),
-    }
+    let applied = common::apply_one(store, contact).await;
+    (applied.customer_id, applied.case_id)
 }
 
 fn affected(runs: &[switchboard_cases::RetentionRun], category: RetentionCategory) -> u64 {
@@ -166,4 +165,49 @@ async fn the_schedule_removes_what_is_due_and_keeps_the_statistics(store: &dyn C
     );
 }
 
-contract_suite!(the_schedule_removes_what_is_due_and_keeps_the_statistics);
+async fn a_resident_back_in_touch_is_not_erased_by_the_schedule(store: &dyn CasesStore) {
+    // Found inactive, then in touch again before the erasure reaches them:
+    // the erasure checks again under the customer's lock.
+    let (customer_id, case_id) = resident(store, "07700 900333").await;
+    let request = |since: DateTime<Utc>| ErasureRequest {
+        customer_id,
+        reason: "retention schedule: test".to_owned(),
+        actor: "retention-schedule".to_owned(),
+        only_if_inactive_since: Some(since),
+    };
+    // A contact since the cutoff, and the case it opened still open.
+    let refused = store.erase_customer(&request(now() - Duration::days(1))).await;
+    assert!(
+        matches!(refused, Err(CasesError::ErasureRefused(_))),
+        "{refused:?}"
+    );
+    store
+        .change_case_status(&StatusChange {
+            case_id,
+            to: CaseStatus::Resolved,
+            reason: "answered".to_owned(),
+            actor: "agent-ada".to_owned(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    // The case resolved, but the contact is still within the period.
+    let refused = store.erase_customer(&request(now() - Duration::days(1))).await;
+    assert!(
+        matches!(refused, Err(CasesError::ErasureRefused(_))),
+        "{refused:?}"
+    );
+    assert!(store.erasure_of(customer_id).await.unwrap().is_none());
+    // Nothing since the cutoff and nothing open: erased.
+    let erased = store
+        .erase_customer(&request(now() + Duration::seconds(1)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(erased.customer_id, customer_id);
+}
+
+contract_suite!(
+    the_schedule_removes_what_is_due_and_keeps_the_statistics,
+    a_resident_back_in_touch_is_not_erased_by_the_schedule,
+);

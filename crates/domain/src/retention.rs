@@ -20,6 +20,9 @@ pub const RETENTION_INTERVAL: std::time::Duration = std::time::Duration::from_se
 
 /// Longest period a category may be kept for: fifty years.
 pub const MAX_KEEP_DAYS: u32 = 50 * 366;
+/// The longest intake may keep its copy of a contact: erasure reaches that
+/// copy only through this expiry, and must within a month.
+pub const MAX_INTAKE_KEEP_DAYS: u32 = 30;
 
 /// A category of personal data with its own retention period.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -121,6 +124,15 @@ impl RetentionSchedule {
                         format!("must be a whole number of days from 1 to {MAX_KEEP_DAYS}"),
                     )
                 })?;
+            if category == RetentionCategory::IntakeContacts && keep_days > MAX_INTAKE_KEEP_DAYS {
+                return Err(reader.key_error(
+                    "keep_days",
+                    format!(
+                        "at most {MAX_INTAKE_KEEP_DAYS} for intake-contacts: an erasure must reach \
+                         intake's copy within the month UK GDPR allows"
+                    ),
+                ));
+            }
             rules.push(RetentionRule {
                 category,
                 keep_days,
@@ -215,6 +227,20 @@ mod tests {
         let message = error.to_string();
         assert!(
             message.contains("categories[1]") && message.contains("keep_days"),
+            "{message}"
+        );
+
+        let mut intake_too_long = all.clone();
+        let intake = intake_too_long
+            .iter()
+            .position(|(id, _)| *id == "intake-contacts")
+            .expect("intake-contacts listed");
+        intake_too_long[intake].1 = "31";
+        let error =
+            RetentionSchedule::from_toml(&with_entries(&intake_too_long)).expect_err("intake 31 days");
+        let message = error.to_string();
+        assert!(
+            message.contains(&format!("categories[{intake}]")) && message.contains("at most 30"),
             "{message}"
         );
 

@@ -59,6 +59,16 @@ macro_rules! customer_columns {
 // What a contact keeps of what the resident said once it is erased or
 // expired: nothing (the erased needs bound as $2), and of its origin only the
 // council's own facts (office, number dialled, form).
+/// Whether customer `c` has been in touch since the time bound first
+/// (`$1`): a contact since then, or a case still open. What keeps a
+/// resident from the retention schedule's erasure.
+macro_rules! in_touch_since {
+    () => {
+        "(EXISTS (SELECT 1 FROM cases k WHERE k.customer_id = c.id \
+                  AND k.status IN ('open', 'waiting_on_resident', 'waiting_on_council')) \
+          OR EXISTS (SELECT 1 FROM contacts k WHERE k.customer_id = c.id AND k.received_at >= $1))"
+    };
+}
 macro_rules! clear_contact_content {
     () => {
         "summary = '', details = '{}'::jsonb, needs = $2::jsonb, \
@@ -846,9 +856,9 @@ fn escape_like(text: &str) -> String {
     escaped
 }
 
-/// Takes transaction-scoped advisory locks on `keys`, which must be sorted
-/// and distinct: every transaction takes its locks in the same order, so none
-/// can deadlock on them.
+/// Takes transaction-scoped advisory locks on `keys`, in the order the
+/// statement sorts them: every transaction takes its locks in the same
+/// order, so none can deadlock on them (a key given twice is harmless).
 async fn lock_keys(tx: &mut Transaction<'static, Postgres>, keys: &[String]) -> CasesResult<()> {
     if keys.is_empty() {
         return Ok(());
@@ -1360,12 +1370,10 @@ impl CasesStore for PgCasesStore {
         }
         let now = to_micros(Utc::now());
         let mut tx = self.pool.begin().await.map_err(CasesError::database("begin"))?;
-        let mut contact_keys: Vec<String> = batch
+        let contact_keys: Vec<String> = batch
             .iter()
             .map(|outcome| plan::contact_lock_key(outcome.contact_id))
             .collect();
-        contact_keys.sort();
-        contact_keys.dedup();
         lock_keys(&mut tx, &contact_keys).await?;
         let event_ids: Vec<Uuid> = batch.iter().map(|outcome| outcome.event_id.as_uuid()).collect();
         let seen: HashSet<Uuid> =
@@ -1765,14 +1773,18 @@ impl CasesStore for PgCasesStore {
         .execute(&mut *tx)
         .await
         .map_err(CasesError::database("clear filled-in identifiers"))?;
-        sqlx::query(
-            "UPDATE customers s SET needs = m.survivor_needs_before FROM customer_merges m \
-             WHERE m.id = $1 AND s.id = m.survivor_id AND m.survivor_needs_before IS NOT NULL",
-        )
-        .bind(merge_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(CasesError::database("restore survivor's needs"))?;
+        let before: Option<String> =
+            sqlx::query_scalar("SELECT survivor_needs_before::text FROM customer_merges WHERE id = $1")
+                .bind(merge_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(CasesError::database("read survivor's needs before the merge"))?;
+        if let Some(before) = before
+            && let Some(standing) = lock_standing(&mut tx, merge.survivor_id).await?
+        {
+            let restored = needs::after_unmerge(&CustomerNeeds::from_json(&before)?, &standing.needs);
+            set_needs(&mut tx, merge.survivor_id, &restored).await?;
+        }
         sqlx::query("UPDATE customers SET merged_into = NULL WHERE id = $1")
             .bind(merged)
             .execute(&mut *tx)
@@ -1896,6 +1908,25 @@ impl CasesStore for PgCasesStore {
             return Err(CasesError::ErasureRefused(
                 "the customer was erased already".to_owned(),
             ));
+        }
+        // Under the row lock: a contact stored meanwhile waits for it (its
+        // foreign key shares the row), or committed before and is seen here.
+        if let Some(cutoff) = request.only_if_inactive_since {
+            let in_touch: bool = sqlx::query_scalar(concat!(
+                "SELECT ",
+                in_touch_since!(),
+                " FROM customers c WHERE c.id = $2"
+            ))
+            .bind(cutoff)
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(CasesError::database("check the customer is inactive"))?;
+            if in_touch {
+                return Err(CasesError::ErasureRefused(
+                    "the resident has been in touch since the retention period began".to_owned(),
+                ));
+            }
         }
         // Each statement takes the customer id ($1); those that write erased
         // text or needs take them as $2.
@@ -2117,15 +2148,14 @@ impl CasesStore for PgCasesStore {
     }
 
     async fn inactive_customers(&self, cutoff: DateTime<Utc>, limit: usize) -> CasesResult<Vec<CustomerId>> {
-        let ids: Vec<Uuid> = sqlx::query_scalar(
+        let ids: Vec<Uuid> = sqlx::query_scalar(concat!(
             "SELECT c.id FROM customers c \
              WHERE c.merged_into IS NULL AND c.created_at < $1 \
                AND NOT EXISTS (SELECT 1 FROM erasures e WHERE e.customer_id = c.id) \
-               AND NOT EXISTS (SELECT 1 FROM cases k WHERE k.customer_id = c.id \
-                               AND k.status IN ('open', 'waiting_on_resident', 'waiting_on_council')) \
-               AND NOT EXISTS (SELECT 1 FROM contacts k WHERE k.customer_id = c.id AND k.received_at >= $1) \
-             ORDER BY c.id LIMIT $2",
-        )
+               AND NOT ",
+            in_touch_since!(),
+            " ORDER BY c.id LIMIT $2"
+        ))
         .bind(cutoff)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)

@@ -66,6 +66,16 @@ macro_rules! customer_columns {
 }
 // What a contact keeps once erased or expired (see the PostgreSQL store);
 // the erased needs bound as ?2.
+/// Whether customer `c` has been in touch since the time bound first
+/// (`?1`): a contact since then, or a case still open. What keeps a
+/// resident from the retention schedule's erasure.
+macro_rules! in_touch_since {
+    () => {
+        "(EXISTS (SELECT 1 FROM cases k WHERE k.customer_id = c.id \
+                  AND k.status IN ('open', 'waiting_on_resident', 'waiting_on_council')) \
+          OR EXISTS (SELECT 1 FROM contacts k WHERE k.customer_id = c.id AND k.received_at >= ?1))"
+    };
+}
 macro_rules! clear_contact_content {
     () => {
         "summary = '', details = '{}', needs = ?2, \
@@ -1638,14 +1648,18 @@ impl CasesStore for SqliteCasesStore {
         .execute(&mut *tx)
         .await
         .map_err(CasesError::database("clear filled-in identifiers"))?;
-        sqlx::query(
-            "UPDATE customers SET needs = m.survivor_needs_before FROM customer_merges AS m \
-             WHERE m.id = ?1 AND customers.id = m.survivor_id AND m.survivor_needs_before IS NOT NULL",
-        )
-        .bind(text_id(merge_id))
-        .execute(&mut *tx)
-        .await
-        .map_err(CasesError::database("restore survivor's needs"))?;
+        let before: Option<String> =
+            sqlx::query_scalar("SELECT survivor_needs_before FROM customer_merges WHERE id = ?1")
+                .bind(text_id(merge_id))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(CasesError::database("read survivor's needs before the merge"))?;
+        if let Some(before) = before
+            && let Some(standing) = read_standing(&mut tx, merge.survivor_id).await?
+        {
+            let restored = needs::after_unmerge(&CustomerNeeds::from_json(&before)?, &standing.needs);
+            set_needs(&mut tx, merge.survivor_id, &restored.to_json()?).await?;
+        }
         sqlx::query("UPDATE customers SET merged_into = NULL WHERE id = ?1")
             .bind(&merged)
             .execute(&mut *tx)
@@ -1774,6 +1788,24 @@ impl CasesStore for SqliteCasesStore {
             return Err(CasesError::ErasureRefused(
                 "the customer was erased already".to_owned(),
             ));
+        }
+        // In the same write transaction: no contact can be stored meanwhile.
+        if let Some(cutoff) = request.only_if_inactive_since {
+            let in_touch: bool = sqlx::query_scalar(concat!(
+                "SELECT ",
+                in_touch_since!(),
+                " FROM customers c WHERE c.id = ?2"
+            ))
+            .bind(micros(cutoff))
+            .bind(&id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(CasesError::database("check the customer is inactive"))?;
+            if in_touch {
+                return Err(CasesError::ErasureRefused(
+                    "the resident has been in touch since the retention period began".to_owned(),
+                ));
+            }
         }
         let steps: [(&str, &'static str); 8] = [
             (
@@ -1987,15 +2019,14 @@ impl CasesStore for SqliteCasesStore {
     }
 
     async fn inactive_customers(&self, cutoff: DateTime<Utc>, limit: usize) -> CasesResult<Vec<CustomerId>> {
-        let ids: Vec<String> = sqlx::query_scalar(
+        let ids: Vec<String> = sqlx::query_scalar(concat!(
             "SELECT c.id FROM customers c \
              WHERE c.merged_into IS NULL AND c.created_at < ?1 \
                AND NOT EXISTS (SELECT 1 FROM erasures e WHERE e.customer_id = c.id) \
-               AND NOT EXISTS (SELECT 1 FROM cases k WHERE k.customer_id = c.id \
-                               AND k.status IN ('open', 'waiting_on_resident', 'waiting_on_council')) \
-               AND NOT EXISTS (SELECT 1 FROM contacts k WHERE k.customer_id = c.id AND k.received_at >= ?1) \
-             ORDER BY c.id LIMIT ?2",
-        )
+               AND NOT ",
+            in_touch_since!(),
+            " ORDER BY c.id LIMIT ?2"
+        ))
         .bind(micros(cutoff))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use switchboard_cases::{CasesStore, IncomingContact, PgCasesStore, SqliteCasesStore};
+use switchboard_cases::{AppliedContact, CasesStore, IncomingContact, PgCasesStore, SqliteCasesStore};
 use switchboard_domain::{
     Channel, ContactId, ContactOrigin, ContactReference, CustomerDetails, EmailAddress, EventId, Needs,
     OfficeId, PersonName, PhoneNumber, Postcode, ServiceId,
@@ -39,6 +39,19 @@ pub async fn sqlite_store() -> (Arc<dyn CasesStore>, StoreGuard) {
 /// Builds an [`IncomingContact`] the way the consumer would produce it.
 #[derive(Clone)]
 pub struct ContactBuilder(IncomingContact);
+
+/// Applies one contact and returns where it landed; fails the test if the
+/// store took it for a duplicate.
+pub async fn apply_one(store: &dyn CasesStore, contact: IncomingContact) -> AppliedContact {
+    let outcomes = store
+        .apply_contacts(std::slice::from_ref(&contact))
+        .await
+        .unwrap();
+    outcomes[0]
+        .applied()
+        .cloned()
+        .unwrap_or_else(|| panic!("expected an applied contact, got {outcomes:?}"))
+}
 
 pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
