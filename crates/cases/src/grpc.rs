@@ -474,6 +474,8 @@ impl CaseService for CasesGrpc {
             customer_id,
             reason,
             actor,
+            // A resident's request is met whatever they did last.
+            only_if_inactive_since: None,
         };
         match self.store.erase_customer(&erasure).await {
             Ok(Some(erased)) => {
@@ -533,7 +535,17 @@ impl CaseService for CasesGrpc {
         let withdrawal = consent_withdrawal(request.get_ref(), actor)
             .map_err(|errors| status::invalid_argument(&errors))?;
         match self.store.withdraw_consent(&withdrawal).await {
-            Ok(Some(withdrawn)) => Ok(Response::new(withdrawn.into())),
+            Ok(Some(withdrawn)) => {
+                // Found by its id alone, the answer shows whose consent it
+                // was and what they agreed to: a read like any other.
+                self.audit(
+                    &request,
+                    "WithdrawConsent",
+                    [(withdrawn.customer_id, withdrawn.id)],
+                )
+                .await?;
+                Ok(Response::new(withdrawn.into()))
+            }
             Ok(None) => Err(Status::not_found("no such consent")),
             Err(error) => Err(store_status(&error)),
         }

@@ -125,10 +125,15 @@ fn channel(channel: i32) -> &'static str {
 fn needs_list(needs: &v1::CustomerNeeds) -> Vec<String> {
     let mut list = Vec::new();
     if needs.preferred_channel != v1::Channel::Unspecified as i32 {
-        list.push(format!(
-            "We contact you by {} when we can.",
-            channel(needs.preferred_channel)
-        ));
+        let how = match v1::Channel::try_from(needs.preferred_channel) {
+            Ok(v1::Channel::Phone) => "by phone",
+            Ok(v1::Channel::Web) => "through our website",
+            Ok(v1::Channel::FaceToFace) => "in person",
+            Ok(v1::Channel::Email) => "by email",
+            Ok(v1::Channel::Letter) => "by letter",
+            _ => "in another way",
+        };
+        list.push(format!("You prefer to deal with us {how} when you can."));
     }
     if !needs.preferred_language.is_empty() {
         list.push(format!("Your preferred language: {}.", needs.preferred_language));
@@ -189,7 +194,7 @@ pub fn html(export: &v1::CustomerDataExport) -> String {
                     tr { th { "Property reference (UPRN)" } td { (details.uprn) } }
                 }
                 h2 { "How we should serve you" }
-                @let needs = needs_list(&customer.needs.clone().unwrap_or_default());
+                @let needs = customer.needs.as_ref().map(needs_list).unwrap_or_default();
                 @if needs.is_empty() { p { "Nothing recorded." } }
                 ul { @for line in &needs { li { (line) } } }
                 h2 { "Your consents (" (export.consents.len()) ")" }

@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use switchboard_domain::{
-    CaseId, CaseReference, ContactOrigin, CustomerId, EmailAddress, PartnerId, PersonName, PhoneNumber,
-    Postcode, ValidationErrors, parse_language,
+    CaseId, CaseReference, Channel, ContactOrigin, CustomerId, EmailAddress, PartnerId, PersonName,
+    PhoneNumber, Postcode, ValidationErrors, parse_language,
 };
 use switchboard_proto::v1;
 use uuid::Uuid;
@@ -18,14 +18,13 @@ pub(crate) use switchboard_runtime::wire::{
 
 use crate::audit::DataRead;
 use crate::erasure::Erasure;
-use crate::lifecycle::CaseNote;
+use crate::lifecycle::{CaseNote, MAX_REASON_CHARS};
 use crate::merges::{CustomerMerge, MatchSuggestion};
 use crate::model::{
     Case, CaseDetail, CaseKey, CaseStatus, Contact, Customer, CustomerSearch, QuotedReference, TimelineEntry,
 };
 use crate::needs::{
-    ConsentPurpose, CustomerConsent, CustomerNeeds, MAX_CONSENT_STATEMENT_CHARS, MAX_WITHDRAWAL_REASON_CHARS,
-    NeedsUpdate, NewConsent, Vulnerability, WithdrawConsent,
+    ConsentPurpose, CustomerConsent, CustomerNeeds, NeedsUpdate, NewConsent, Vulnerability, WithdrawConsent,
 };
 use crate::referrals::{
     Consent, MAX_CONSENT_CHARS, MAX_REFERRAL_NOTE_CHARS, NewReferral, Referral, ReferralId, ReferralOutcome,
@@ -213,15 +212,14 @@ pub(crate) fn needs_update(
     let customer_id = CustomerId::parse(&request.customer_id)
         .map_err(|error| errors.push("customer_id", error.to_string()))
         .ok();
-    let wanted = request.needs.clone().unwrap_or_default();
-    let preferred_channel = match v1::Channel::try_from(wanted.preferred_channel) {
-        Ok(v1::Channel::Unspecified) => None,
-        Ok(_) => channel_from_proto(wanted.preferred_channel),
-        Err(_) => {
-            errors.push("needs.preferred_channel", "not a channel");
-            None
-        }
-    };
+    // The whole record as it is to be: an absent one would wipe it.
+    let none = v1::CustomerNeeds::default();
+    let wanted = request.needs.as_ref().unwrap_or_else(|| {
+        errors.push("needs", "required: the whole needs record as it is to be");
+        &none
+    });
+    let preferred_channel =
+        optional_channel(&mut errors, "needs.preferred_channel", wanted.preferred_channel);
     let preferred_language = if wanted.preferred_language.trim().is_empty() {
         None
     } else {
@@ -260,6 +258,19 @@ pub(crate) fn needs_update(
     }
 }
 
+/// A channel a request may leave unspecified (`None`); a value that is no
+/// channel at all is named under `field`.
+fn optional_channel(errors: &mut ValidationErrors, field: &str, value: i32) -> Option<Channel> {
+    match v1::Channel::try_from(value) {
+        Ok(v1::Channel::Unspecified) => None,
+        Ok(_) => channel_from_proto(value),
+        Err(_) => {
+            errors.push(field, "not a channel");
+            None
+        }
+    }
+}
+
 /// A `RecordConsentRequest` in domain terms, by `actor`, or every field that
 /// is wrong.
 pub(crate) fn new_consent(
@@ -277,26 +288,14 @@ pub(crate) fn new_consent(
             None
         }
     };
-    let statement = free_text(
-        &mut errors,
-        "statement",
-        &request.statement,
-        MAX_CONSENT_STATEMENT_CHARS,
-    );
+    let statement = free_text(&mut errors, "statement", &request.statement, MAX_CONSENT_CHARS);
     if statement.is_empty() {
         errors.push(
             "statement",
             "say what the resident agreed to, in their words or the words read to them",
         );
     }
-    let channel = match v1::Channel::try_from(request.channel) {
-        Ok(v1::Channel::Unspecified) => None,
-        Ok(_) => channel_from_proto(request.channel),
-        Err(_) => {
-            errors.push("channel", "not a channel");
-            None
-        }
-    };
+    let channel = optional_channel(&mut errors, "channel", request.channel);
     match (customer_id, purpose) {
         (Some(customer_id), Some(purpose)) if errors.is_empty() => Ok(NewConsent {
             customer_id,
@@ -319,12 +318,7 @@ pub(crate) fn consent_withdrawal(
     let consent_id = Uuid::parse_str(request.consent_id.trim())
         .map_err(|_| errors.push("consent_id", "not a consent id (a uuid)"))
         .ok();
-    let reason = free_text(
-        &mut errors,
-        "reason",
-        &request.reason,
-        MAX_WITHDRAWAL_REASON_CHARS,
-    );
+    let reason = free_text(&mut errors, "reason", &request.reason, MAX_REASON_CHARS);
     match consent_id {
         Some(consent_id) if errors.is_empty() => Ok(WithdrawConsent {
             consent_id,

@@ -66,6 +66,21 @@ async fn spawn_server() -> TestServer {
     }
 }
 
+impl TestServer {
+    /// The logged reads of `customer_id`'s personal data, newest first.
+    async fn reads_of(&mut self, customer_id: &str) -> Vec<v1::PersonalDataRead> {
+        self.client
+            .list_personal_data_reads(v1::ListPersonalDataReadsRequest {
+                customer_id: customer_id.to_owned(),
+                page_size: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .reads
+    }
+}
+
 /// The single field a status's `google.rpc.BadRequest` names.
 fn bad_fields(status: &tonic::Status) -> Vec<String> {
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
@@ -876,16 +891,7 @@ async fn every_read_of_personal_data_is_logged_with_who_what_and_why() {
         .await
         .unwrap();
 
-    let reads = server
-        .client
-        .list_personal_data_reads(v1::ListPersonalDataReadsRequest {
-            customer_id: applied.customer_id.to_string(),
-            page_size: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .reads;
+    let reads = server.reads_of(&applied.customer_id.to_string()).await;
     let logged: Vec<(&str, &str, &str)> = reads
         .iter()
         .map(|read| {
@@ -973,16 +979,7 @@ async fn a_resident_gets_everything_held_about_them_and_after_erasure_nothing() 
         assert!(response.html.contains(expected), "{expected} in the document");
     }
     // The export is itself a logged read.
-    let reads = server
-        .client
-        .list_personal_data_reads(v1::ListPersonalDataReadsRequest {
-            customer_id: customer_id.clone(),
-            page_size: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .reads;
+    let reads = server.reads_of(&customer_id).await;
     assert_eq!(reads[0].action, "ExportCustomerData");
 
     let erased = server
@@ -1121,16 +1118,7 @@ async fn staff_record_needs_and_consent_and_bad_requests_name_their_fields() {
         .into_inner()
         .consents;
     assert_eq!(listed, std::slice::from_ref(&consent));
-    let reads = server
-        .client
-        .list_personal_data_reads(v1::ListPersonalDataReadsRequest {
-            customer_id: customer_id.clone(),
-            page_size: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .reads;
+    let reads = server.reads_of(&customer_id).await;
     assert_eq!(reads[0].action, "ListConsents");
 
     let withdrawn = server
@@ -1144,6 +1132,9 @@ async fn staff_record_needs_and_consent_and_bad_requests_name_their_fields() {
         .into_inner();
     assert_eq!(withdrawn.withdrawn_by, AGENT);
     assert_eq!(withdrawn.withdrawal_reason, "changed their mind");
+    let reads = server.reads_of(&customer_id).await;
+    assert_eq!(reads[0].action, "WithdrawConsent");
+    assert_eq!(reads[0].record_id, consent.consent_id);
     let export = server
         .client
         .export_customer_data(v1::ExportCustomerDataRequest {
@@ -1201,6 +1192,16 @@ async fn staff_record_needs_and_consent_and_bad_requests_name_their_fields() {
             "needs.vulnerabilities[1]"
         ]
     );
+    // A request without the record would wipe it: refused.
+    let bad = server
+        .client
+        .update_customer_needs(v1::UpdateCustomerNeedsRequest {
+            customer_id: customer_id.clone(),
+            needs: None,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&bad), ["needs"]);
     let bad = server
         .client
         .record_consent(v1::RecordConsentRequest {
