@@ -1434,6 +1434,7 @@ async fn consumer(store: PgCasesStore, arrivals: &[Arrival], services: &[Service
     for chunk in envelopes.chunks(MAX_APPLY_BATCH) {
         bus.publish(chunk).await.unwrap();
     }
+    let deadline = started + Duration::from_secs(600);
     loop {
         let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM contacts WHERE id >= $1")
             .bind(first)
@@ -1443,6 +1444,15 @@ async fn consumer(store: PgCasesStore, arrivals: &[Arrival], services: &[Service
         if usize::try_from(stored).unwrap() >= envelopes.len() {
             break;
         }
+        assert!(
+            !running.is_finished(),
+            "the consumer stopped with {stored} contacts stored"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "only {stored} of {} contacts stored in 10 minutes",
+            envelopes.len()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let per_second = rate(envelopes.len(), started.elapsed());

@@ -60,9 +60,6 @@ pub struct ConsumerConfig {
     /// the length of a transaction, so two contacts of one resident in
     /// batches side by side still make one customer and one case.
     pub in_flight: usize,
-    /// Unacked deliveries the broker may send ahead: the batches in flight
-    /// and one more, so the next batch is already here when one commits.
-    pub prefetch: u16,
     /// How long a batch is retried in process while the store reports
     /// transient errors, before its deliveries go back to the queue.
     pub store_retry_budget: Duration,
@@ -74,7 +71,6 @@ impl Default for ConsumerConfig {
             batch_size: MAX_APPLY_BATCH,
             linger: Duration::from_millis(20),
             in_flight: 2,
-            prefetch: 1500,
             store_retry_budget: Duration::from_secs(60),
         }
     }
@@ -133,7 +129,12 @@ impl CasesConsumer {
     /// round in progress, and returns. Errors only when the subscription fails
     /// for good (e.g. the queue was declared with other arguments).
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> CasesResult<()> {
-        let subscription = self.bus.subscribe(&self.queue, self.config.prefetch).await?;
+        let batch_size = self.config.batch_size.clamp(1, MAX_APPLY_BATCH);
+        let in_flight = self.config.in_flight.max(1);
+        // Unacked deliveries the broker may send ahead: the batches in
+        // flight and one more, so the next batch is here when one commits.
+        let prefetch = u16::try_from((in_flight + 1) * batch_size).unwrap_or(u16::MAX);
+        let subscription = self.bus.subscribe(&self.queue, prefetch).await?;
         tracing::info!(queue = %self.queue.name, batch_size = self.config.batch_size, "cases consumer started");
         let stop = CancellationToken::new();
         let outbox: Arc<dyn OutboxStore> = self.store.clone();
@@ -145,13 +146,12 @@ impl CasesConsumer {
             stop: stop.clone(),
             retry_budget: self.config.store_retry_budget,
         };
-        let batch_size = self.config.batch_size.clamp(1, MAX_APPLY_BATCH);
         let consuming = async {
             let result = consume_concurrently(
                 subscription,
                 batch_size,
                 self.config.linger,
-                self.config.in_flight,
+                in_flight,
                 handler,
                 stop.clone().cancelled_owned(),
             )
