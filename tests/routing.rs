@@ -26,7 +26,7 @@ use switchboard_tests::{
         Desktops, EventObserver, SupervisorClient, always_open_routing, phone_agent, put_profiles,
         routing_source, seeds_dir_with, supervisor_client,
     },
-    start_services_with, test_settings,
+    start_services_with, test_settings, wait_for_contact,
 };
 
 fn council_tax_call(index: usize, bsl: bool) -> SubmitContactRequest {
@@ -279,21 +279,10 @@ async fn a_residents_recorded_needs_route_a_call_that_does_not_repeat_them() {
         .expect("first call accepted")
         .into_inner();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let customer_id = loop {
-        if let Ok(record) = cases
-            .get_contact(GetContactRequest {
-                contact_id: first.contact_id.clone(),
-            })
-            .await
-        {
-            break record.into_inner().customer_id;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the case store never stored the first call"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let customer_id = wait_for_contact(&mut cases, &first.contact_id, deadline)
+        .await
+        .expect("the case store stores the first call")
+        .customer_id;
     let record = cases
         .update_customer_needs(UpdateCustomerNeedsRequest {
             customer_id: customer_id.clone(),

@@ -59,39 +59,45 @@ pub struct WorkingCalendar {
     bank_holidays: BTreeMap<NaiveDate, String>,
 }
 
-impl WorkingCalendar {
-    /// A calendar with these bank holidays (date, name).
-    pub fn new(bank_holidays: impl IntoIterator<Item = (NaiveDate, String)>) -> Self {
-        WorkingCalendar {
-            bank_holidays: bank_holidays.into_iter().collect(),
-        }
-    }
+/// The `[calendar]` table as a config file states it: the time zone and the
+/// bank holidays as (date, name) pairs. The routing config deserialises its
+/// `[calendar]` into this too, so both readers agree on every rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalendarTable {
+    pub time_zone: String,
+    pub bank_holidays: Vec<BankHolidayEntry>,
+}
 
-    /// Validates a calendar as the `[calendar]` table states it: the time
-    /// zone (only "Europe/London") and the bank holidays as (date
-    /// `YYYY-MM-DD`, name) pairs. Errors name the key, e.g.
-    /// `calendar.bank_holidays[3].date`. The routing config validates its
-    /// `[calendar]` here too, so both readers agree on every rule.
-    pub fn from_holidays<'a>(
-        time_zone: &str,
-        holidays: impl IntoIterator<Item = (&'a str, &'a str)>,
-    ) -> Result<WorkingCalendar, CalendarError> {
-        if time_zone != TIME_ZONE {
+/// One bank holiday as written: a date `YYYY-MM-DD` and its name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BankHolidayEntry {
+    pub date: String,
+    pub name: String,
+}
+
+impl CalendarTable {
+    /// The working calendar it states: the time zone must be
+    /// "Europe/London"; each date a date, each name not empty, no date
+    /// twice. Errors name the key, e.g. `calendar.bank_holidays[3].date`.
+    pub fn validate(&self) -> Result<WorkingCalendar, CalendarError> {
+        if self.time_zone != TIME_ZONE {
             return Err(CalendarError::at(
                 "calendar.time_zone",
                 "only Europe/London is supported (UK councils, UK summer time)",
             ));
         }
         let mut bank_holidays = BTreeMap::new();
-        for (index, (date_text, name)) in holidays.into_iter().enumerate() {
+        for (index, holiday) in self.bank_holidays.iter().enumerate() {
             let key = format!("calendar.bank_holidays[{index}]");
-            let date = NaiveDate::parse_from_str(date_text, "%Y-%m-%d").map_err(|_| {
+            let date = NaiveDate::parse_from_str(&holiday.date, "%Y-%m-%d").map_err(|_| {
                 CalendarError::at(
                     format!("{key}.date"),
-                    format!("\"{date_text}\" is not a date such as 2026-12-25"),
+                    format!("\"{}\" is not a date such as 2026-12-25", holiday.date),
                 )
             })?;
-            let name = name.trim();
+            let name = holiday.name.trim();
             if name.is_empty() {
                 return Err(CalendarError::at(format!("{key}.name"), "must not be empty"));
             }
@@ -104,26 +110,23 @@ impl WorkingCalendar {
         }
         Ok(WorkingCalendar { bank_holidays })
     }
+}
+
+impl WorkingCalendar {
+    /// A calendar with these bank holidays (date, name).
+    pub fn new(bank_holidays: impl IntoIterator<Item = (NaiveDate, String)>) -> Self {
+        WorkingCalendar {
+            bank_holidays: bank_holidays.into_iter().collect(),
+        }
+    }
 
     /// Reads the `[calendar]` table of a TOML document (the routing config),
     /// ignoring its other tables, and validates it with
-    /// [`WorkingCalendar::from_holidays`].
+    /// [`CalendarTable::validate`].
     pub fn from_toml(text: &str) -> Result<WorkingCalendar, CalendarError> {
         #[derive(Deserialize)]
         struct Document {
-            calendar: RawCalendar,
-        }
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct RawCalendar {
-            time_zone: String,
-            bank_holidays: Vec<RawHoliday>,
-        }
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct RawHoliday {
-            date: String,
-            name: String,
+            calendar: CalendarTable,
         }
         let table = text.parse::<toml::Table>().map_err(|error| {
             let line = error
@@ -147,14 +150,7 @@ impl WorkingCalendar {
                     problem: message.lines().next().unwrap_or_default().trim_end().to_owned(),
                 }
             })?;
-        let calendar = document.calendar;
-        Self::from_holidays(
-            &calendar.time_zone,
-            calendar
-                .bank_holidays
-                .iter()
-                .map(|holiday| (holiday.date.as_str(), holiday.name.as_str())),
-        )
+        document.calendar.validate()
     }
 
     /// The calendar of the routing config shipped in the repo's `seeds/`.

@@ -40,7 +40,7 @@ pub mod partners;
 pub mod retention;
 mod seed_file;
 
-pub use calendar::{CalendarError, WorkingCalendar};
+pub use calendar::{BankHolidayEntry, CalendarError, CalendarTable, WorkingCalendar};
 pub use catalogue::{Catalogue, Office, OfficeId, ServiceDefinition, ServiceId};
 pub use channel::Channel;
 pub use contact::{

@@ -130,25 +130,36 @@ mod tests {
     #[test]
     fn the_case_stores_needs_travel_with_the_context() {
         let contact = Uuid::now_v7();
-        let mut envelope = case_updated(&contact.to_string());
-        if let Some(v1::event::Payload::CaseUpdated(updated)) = &mut envelope.event.payload {
-            updated.needs = Some(v1::Needs {
-                language: "CY".to_owned(),
-                british_sign_language: true,
-                ..v1::Needs::default()
-            });
+        let needs = v1::Needs {
+            language: "CY".to_owned(),
+            british_sign_language: true,
+            ..v1::Needs::default()
+        };
+        let mut updated = case_updated(&contact.to_string());
+        if let Some(v1::event::Payload::CaseUpdated(payload)) = &mut updated.event.payload {
+            payload.needs = Some(needs.clone());
         }
-        match decode(&envelope) {
-            Ok(Message::Event(inbound)) => match *inbound {
-                Inbound::CaseContext {
-                    needs: Some(needs), ..
-                } => {
-                    assert!(needs.british_sign_language);
-                    assert_eq!(needs.language.as_deref(), Some("cy"));
-                }
-                other => panic!("expected case context with needs, got {other:?}"),
-            },
-            other => panic!("expected an event, got {other:?}"),
+        let mut opened = updated.clone();
+        opened.event.r#type = event_types::CASE_OPENED.to_owned();
+        opened.event.payload = Some(v1::event::Payload::CaseOpened(v1::CaseOpened {
+            reference: "CS-7K3MQ-9XD2H".to_owned(),
+            contact_id: contact.to_string(),
+            needs: Some(needs),
+            ..v1::CaseOpened::default()
+        }));
+        for envelope in [opened, updated] {
+            match decode(&envelope) {
+                Ok(Message::Event(inbound)) => match *inbound {
+                    Inbound::CaseContext {
+                        needs: Some(needs), ..
+                    } => {
+                        assert!(needs.british_sign_language);
+                        assert_eq!(needs.language.as_deref(), Some("cy"));
+                    }
+                    other => panic!("expected case context with needs, got {other:?}"),
+                },
+                other => panic!("expected an event, got {other:?}"),
+            }
         }
         // An event from before needs travelled says nothing of them.
         assert!(matches!(

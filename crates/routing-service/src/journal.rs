@@ -36,7 +36,8 @@ pub(crate) enum Entry {
     Command { at: DateTime<Utc>, command: Command },
     /// The case store placed a contact on a case, and told what it knows
     /// of the resident's needs when that was more than the contact said
-    /// (a `NeedsKnown` command entry follows when the engine acted on it).
+    /// (a `NeedsKnown` command entry follows while the engine still holds
+    /// the contact; it leaves an offered or connected contact as it is).
     CaseContext {
         contact: ContactId,
         case_reference: String,

@@ -556,7 +556,12 @@ impl Router {
                                 && active.engine.contact_status(contact).is_some()
                             {
                                 match active.run(now, Command::NeedsKnown { contact, needs }, None, pending) {
-                                    Ok(()) | Err(RouterError::Routing(_)) => {}
+                                    Ok(()) => {}
+                                    // The contact moved on meanwhile: its record's
+                                    // needs no longer route it.
+                                    Err(RouterError::Routing(error)) => {
+                                        tracing::debug!(contact_id = %contact, error.message = %error, "recorded needs not applied");
+                                    }
                                     Err(error) => return Err(error),
                                 }
                             }

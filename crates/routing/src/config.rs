@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::Deserialize;
-use switchboard_domain::{Catalogue, Channel, ServiceId, WorkingCalendar};
+use switchboard_domain::{CalendarTable, Catalogue, Channel, ServiceId};
 
 use crate::calendar::{Calendar, OpenRanges, Schedule, parse_ranges};
 use crate::error::ConfigError;
@@ -309,7 +309,7 @@ impl RoutingConfig {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     engine: RawEngine,
-    calendar: RawCalendar,
+    calendar: CalendarTable,
     skills: BTreeMap<String, String>,
     #[serde(default)]
     partners: BTreeMap<String, RawPartner>,
@@ -325,20 +325,6 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawEngine {
     named_agent_wait_seconds: u32,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCalendar {
-    time_zone: String,
-    bank_holidays: Vec<RawHoliday>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHoliday {
-    date: String,
-    name: String,
 }
 
 #[derive(Deserialize)]
@@ -622,14 +608,10 @@ fn validate(raw: RawConfig) -> Result<RoutingConfig, ConfigError> {
     })
 }
 
-fn validate_calendar(raw: RawCalendar, hours: BTreeMap<String, RawHours>) -> Result<Calendar, ConfigError> {
-    let working = WorkingCalendar::from_holidays(
-        &raw.time_zone,
-        raw.bank_holidays
-            .iter()
-            .map(|holiday| (holiday.date.as_str(), holiday.name.as_str())),
-    )
-    .map_err(|error| ConfigError::new(error.key.unwrap_or_else(|| "calendar".to_owned()), error.problem))?;
+fn validate_calendar(raw: CalendarTable, hours: BTreeMap<String, RawHours>) -> Result<Calendar, ConfigError> {
+    let working = raw.validate().map_err(|error| {
+        ConfigError::new(error.key.unwrap_or_else(|| "calendar".to_owned()), error.problem)
+    })?;
     let mut schedules = BTreeMap::new();
     for (name, raw_hours) in hours {
         let key = format!("hours.{name}");

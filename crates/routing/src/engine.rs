@@ -30,7 +30,7 @@ use crate::model::{
     Outcome, Presence, ReturnReason, TransferTarget,
 };
 use crate::state::{
-    Agent, AgentIdx, Contact, ContactIdx, ContactState, QueueIdx, QueueRank, Req, State, Status,
+    Agent, AgentIdx, Contact, ContactIdx, ContactState, QueueIdx, QueueRank, Req, SigIdx, State, Status,
     channel_slot, is_exclusive,
 };
 
@@ -508,16 +508,10 @@ impl Engine {
         // Out of its lane under the old priority, back in under the new one,
         // at the same arrival and step, so it keeps its place among equals.
         self.detach(index);
-        let vulnerable_req = self
-            .state
-            .contact(index)
-            .and_then(|contact| self.queues.get(contact.queue as usize))
-            .and_then(|queue| queue.vulnerable_req);
-        let mut reqs = needs_reqs.clone();
-        if vulnerable && let Some(req) = vulnerable_req {
-            reqs.push(req);
-        }
-        let sig = self.state.intern_sig(reqs);
+        let Some(queue) = self.state.contact(index).map(|contact| contact.queue) else {
+            return Ok(());
+        };
+        let sig = self.contact_sig(&needs_reqs, vulnerable, queue);
         if let Some(contact) = self.state.contact_mut(index) {
             contact.needs_reqs = needs_reqs;
             contact.needs_boost = needs_boost;
@@ -862,7 +856,6 @@ impl Engine {
             }
         }
         let now = self.now;
-        let vulnerable_req = self.queues.get(target as usize).and_then(|q| q.vulnerable_req);
         let Some(contact) = self.state.contact_mut(index) else {
             return;
         };
@@ -872,17 +865,22 @@ impl Engine {
         contact.front = false;
         contact.target = None;
         contact.declined.clear();
-        let mut reqs = contact.needs_reqs.clone();
-        if contact.vulnerable
-            && let Some(req) = vulnerable_req
-        {
-            reqs.push(req);
-        }
-        let sig = self.state.intern_sig(reqs);
+        let (needs_reqs, vulnerable) = (contact.needs_reqs.clone(), contact.vulnerable);
+        let sig = self.contact_sig(&needs_reqs, vulnerable, target);
         if let Some(contact) = self.state.contact_mut(index) {
             contact.sig = sig;
         }
         self.settle(index, true);
+    }
+
+    /// What a contact is matched by: its needs' requirements, and its
+    /// queue's vulnerability requirement while it is vulnerable.
+    fn contact_sig(&mut self, needs_reqs: &[Req], vulnerable: bool, queue: QueueIdx) -> SigIdx {
+        let mut reqs = needs_reqs.to_vec();
+        if vulnerable && let Some(req) = self.queues.get(queue as usize).and_then(|q| q.vulnerable_req) {
+            reqs.push(req);
+        }
+        self.state.intern_sig(reqs)
     }
 
     /// Places a detached contact where it belongs in its queue at the step in
