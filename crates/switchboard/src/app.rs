@@ -28,9 +28,7 @@ use secrecy::ExposeSecret;
 use switchboard_bus::{
     Bus, EventKey, InProcessBus, OutboxRelay, OutboxStore, QueueSpec, RabbitBus, Sealer, Topology,
 };
-use switchboard_cases::{
-    CaseRules, CasesConsumer, CasesGrpc, CasesStore, PgCasesStore, SqliteCasesStore, run_retention,
-};
+use switchboard_cases::{CaseRules, CasesConsumer, CasesGrpc, CasesStore, PgCasesStore, SqliteCasesStore};
 use switchboard_domain::{Catalogue, PartnerDirectory, RetentionSchedule, WorkingCalendar};
 use switchboard_intake::{
     FormRateLimit, Intake, IntakeGrpc, IntakeMetrics, IntakeStore, PgIntakeStore, SqliteIntakeStore,
@@ -363,7 +361,9 @@ pub async fn start(
         let wake = Arc::new(Notify::new());
         let intake_metrics = IntakeMetrics::new();
         metrics.with_registry(|registry| intake_metrics.register(registry));
-        let (intake, writer, outbox, intake_store): (Intake, _, Arc<dyn OutboxStore>, Arc<dyn IntakeStore>) =
+        // The store behind both traits: intake writes through one, its relay
+        // reads the outbox through the other.
+        let (intake_store, outbox, writer_config): (Arc<dyn IntakeStore>, Arc<dyn OutboxStore>, _) =
             match &settings.database_url {
                 Some(url) => {
                     let store = Arc::new(
@@ -371,16 +371,7 @@ pub async fn start(
                             .await
                             .context("intake store")?,
                     );
-                    add_store_check(&health, "intake-store", store.clone());
-                    let (intake, writer) = Intake::start(
-                        store.clone(),
-                        catalogue.clone(),
-                        sealer.clone(),
-                        wake.clone(),
-                        WriterConfig::default(),
-                        intake_metrics,
-                    );
-                    (intake, writer, store.clone(), store)
+                    (store.clone(), store, WriterConfig::default())
                 }
                 None => {
                     let store = Arc::new(
@@ -388,18 +379,18 @@ pub async fn start(
                             .await
                             .context("intake store")?,
                     );
-                    add_store_check(&health, "intake-store", store.clone());
-                    let (intake, writer) = Intake::start(
-                        store.clone(),
-                        catalogue.clone(),
-                        sealer.clone(),
-                        wake.clone(),
-                        WriterConfig::for_sqlite(),
-                        intake_metrics,
-                    );
-                    (intake, writer, store.clone(), store)
+                    (store.clone(), store, WriterConfig::for_sqlite())
                 }
             };
+        add_store_check(&health, "intake-store", intake_store.clone());
+        let (intake, writer) = Intake::start(
+            intake_store.clone(),
+            catalogue.clone(),
+            sealer.clone(),
+            wake.clone(),
+            writer_config,
+            intake_metrics,
+        );
         intake_writer = Some(writer);
         let relay = OutboxRelay::new(outbox, bus.clone(), wake);
         let relay_shutdown = shutdown.clone();
@@ -464,7 +455,7 @@ pub async fn start(
         {
             let (store, retention, retention_shutdown) = (store.clone(), retention.clone(), shutdown.clone());
             tasks.spawn(async move {
-                run_retention(store, retention, retention_shutdown.wait_owned()).await;
+                switchboard_cases::run_retention(store, retention, retention_shutdown.wait_owned()).await;
                 Ok(())
             });
         }
@@ -744,7 +735,7 @@ async fn watch_routing_file(
     }
 }
 
-fn add_store_check<S: IntakeStore>(health: &Health, name: &str, store: Arc<S>) {
+fn add_store_check<S: IntakeStore + ?Sized>(health: &Health, name: &str, store: Arc<S>) {
     health.add_check_fn(name, move || {
         let store = store.clone();
         async move { store.ping().await }
@@ -780,16 +771,22 @@ const RETENTION_FILE: &str = "retention.toml";
 /// The retention schedule from `seeds_dir` (its `retention.toml`; the one
 /// built into the binary when it has none, so a schedule always applies).
 pub fn load_retention(seeds_dir: Option<&Path>) -> anyhow::Result<RetentionSchedule> {
-    let path = seeds_dir.map(|dir| dir.join(RETENTION_FILE));
-    match path {
-        Some(path) if path.is_file() => {
-            let text =
-                std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-            RetentionSchedule::from_toml(&text)
-                .with_context(|| format!("invalid retention schedule in {}", path.display()))
-        }
-        _ => RetentionSchedule::embedded().context("the built-in retention schedule is invalid"),
+    let embedded = || RetentionSchedule::embedded().context("the built-in retention schedule is invalid");
+    let Some(dir) = seeds_dir else {
+        return embedded();
+    };
+    let path = dir.join(RETENTION_FILE);
+    if !path.is_file() {
+        // The schedule removes data: say which one applies.
+        tracing::info!(
+            seeds_dir = %dir.display(),
+            "no retention.toml in the seeds dir: the built-in retention schedule applies"
+        );
+        return embedded();
     }
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    RetentionSchedule::from_toml(&text)
+        .with_context(|| format!("invalid retention schedule in {}", path.display()))
 }
 
 /// Where the partner directory of `seeds_dir` is read from, for messages.

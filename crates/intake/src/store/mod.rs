@@ -10,9 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use switchboard_bus::OutboxStore;
 use switchboard_domain::contact::ValidContact;
-use switchboard_domain::{
-    ContactId, ContactReference, NewContact, RETENTION_INTERVAL, RetentionCategory, RetentionSchedule,
-};
+use switchboard_domain::{ContactId, ContactReference, NewContact};
 use uuid::Uuid;
 
 use crate::error::{IntakeError, IntakeResult};
@@ -128,35 +126,6 @@ pub trait IntakeStore: OutboxStore + Send + Sync + 'static {
 pub(crate) fn expired_needs() -> String {
     // Serialising plain booleans and an absent language cannot fail.
     serde_json::to_string(&switchboard_domain::Needs::default()).unwrap_or_else(|_| "{}".to_owned())
-}
-
-/// Applies the `intake-contacts` category of `schedule` now and then every
-/// [`RETENTION_INTERVAL`] until `shutdown`; a failed run is logged and tried
-/// again at the next interval.
-pub async fn run_retention(
-    store: std::sync::Arc<dyn IntakeStore>,
-    schedule: RetentionSchedule,
-    shutdown: impl std::future::Future<Output = ()> + Send,
-) {
-    switchboard_runtime::schedule::every(RETENTION_INTERVAL, shutdown, || {
-        let (store, now) = (store.clone(), Utc::now());
-        let cutoff = schedule.cutoff(RetentionCategory::IntakeContacts, now);
-        async move {
-            match store.expire_contacts(cutoff, now).await {
-                Ok(affected) => tracing::info!(
-                    category = %RetentionCategory::IntakeContacts,
-                    affected,
-                    cutoff = %cutoff,
-                    "retention schedule applied"
-                ),
-                Err(error) => tracing::warn!(
-                    error.message = %error,
-                    "retention schedule not applied this time; trying again at the next interval"
-                ),
-            }
-        }
-    })
-    .await;
 }
 
 /// The columns of a contact row, computed once for both stores.
