@@ -10,8 +10,8 @@ use std::collections::BTreeSet;
 
 use prost::Message as _;
 use switchboard_cases::{
-    AppliedContact, CasesError, CasesStore, ConsentPurpose, Customer, CustomerNeeds, ErasureRequest,
-    MergeRequest, NeedsUpdate, NewConsent, Vulnerability, WithdrawConsent,
+    AppliedContact, CasesError, CasesStore, ConsentPurpose, Customer, CustomerMerge, CustomerNeeds,
+    ErasureRequest, MergeRequest, NeedsUpdate, NewConsent, Vulnerability, WithdrawConsent,
 };
 use switchboard_domain::{Channel, CustomerId, Needs};
 use switchboard_proto::v1;
@@ -49,6 +49,20 @@ async fn needs_told_to_routing(store: &dyn CasesStore) -> v1::Needs {
             _ => None,
         })
         .expect("a case event with needs")
+}
+
+/// Staff merging `merged` into `survivor`.
+async fn merge(store: &dyn CasesStore, survivor: CustomerId, merged: CustomerId) -> CustomerMerge {
+    store
+        .merge_customers(&MergeRequest {
+            survivor_id: survivor,
+            merged_id: merged,
+            reason: "same resident: confirmed on the phone".to_owned(),
+            actor: "agent-ada".to_owned(),
+        })
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 fn update(customer_id: CustomerId, needs: CustomerNeeds) -> NeedsUpdate {
@@ -358,16 +372,7 @@ async fn a_merge_adds_the_merged_records_needs_and_an_unmerge_takes_them_back(st
     let before = customer(store, call.customer_id).await.needs;
     assert!(!before.british_sign_language);
 
-    let merge = store
-        .merge_customers(&MergeRequest {
-            survivor_id: call.customer_id,
-            merged_id: form.customer_id,
-            reason: "same resident: confirmed on the phone".to_owned(),
-            actor: "agent-ada".to_owned(),
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    let merge = merge(store, call.customer_id, form.customer_id).await;
     let merged = customer(store, call.customer_id).await.needs;
     assert!(merged.british_sign_language && merged.large_print);
     assert_eq!(merged.preferred_language.as_deref(), Some("cy"));
@@ -417,16 +422,7 @@ async fn an_unmerge_brings_back_no_vulnerability_whose_consent_was_withdrawn(sto
         .await
         .unwrap()
         .unwrap();
-    let merge = store
-        .merge_customers(&MergeRequest {
-            survivor_id: call.customer_id,
-            merged_id: form.customer_id,
-            reason: "same resident: confirmed on the phone".to_owned(),
-            actor: "agent-ada".to_owned(),
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    let merge = merge(store, call.customer_id, form.customer_id).await;
     store
         .withdraw_consent(&WithdrawConsent {
             consent_id: given.id,
