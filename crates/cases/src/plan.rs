@@ -203,26 +203,39 @@ impl LookupKeys {
     /// [`contact_lock_key`]). Sorted, so every transaction takes its locks in
     /// the same order and none can deadlock on them.
     pub(crate) fn lock_keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self
-            .phones
-            .iter()
-            .map(|phone| format!("cases.customer.phone:{phone}"))
-            .chain(
-                self.emails
-                    .iter()
-                    .map(|email| format!("cases.customer.email:{email}")),
-            )
-            .chain(
-                self.uprns
-                    .iter()
-                    .map(|uprn| format!("cases.customer.uprn:{uprn}")),
-            )
-            .chain(self.contact_ids.iter().map(|id| contact_lock_key(*id)))
-            .collect();
+        let mut keys = identity_lock_keys(
+            self.phones.iter().map(String::as_str),
+            self.emails.iter().map(String::as_str),
+            self.uprns.iter().map(String::as_str),
+        );
+        keys.extend(self.contact_ids.iter().map(|id| contact_lock_key(*id)));
         keys.sort();
         keys.dedup();
         keys
     }
+}
+
+/// The advisory lock keys (PostgreSQL) of normalised phone numbers, emails
+/// and UPRNs: the identifiers a contact can be matched to a customer by
+/// automatically. A batch takes them before it looks customers up, and an
+/// erasure before it takes a customer's identifiers away, so a batch either
+/// commits before the erasure (and its contact is erased with the rest) or
+/// looks up after it and no longer finds the resident.
+pub(crate) fn identity_lock_keys<'a>(
+    phones: impl IntoIterator<Item = &'a str>,
+    emails: impl IntoIterator<Item = &'a str>,
+    uprns: impl IntoIterator<Item = &'a str>,
+) -> Vec<String> {
+    let phones = phones
+        .into_iter()
+        .map(|phone| format!("cases.customer.phone:{phone}"));
+    let emails = emails
+        .into_iter()
+        .map(|email| format!("cases.customer.email:{email}"));
+    let uprns = uprns
+        .into_iter()
+        .map(|uprn| format!("cases.customer.uprn:{uprn}"));
+    phones.chain(emails).chain(uprns).collect()
 }
 
 /// The lock a contact's transaction and its wrap-up outcome's both take, so

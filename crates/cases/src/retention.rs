@@ -6,10 +6,12 @@
 //! tables):
 //! - `contact-content`: contacts older than the period whose case is no
 //!   longer open lose their summary, form details, needs and identifying
-//!   channel facts, as an erasure would; each is marked expired, once.
+//!   channel facts, as an erasure would; each is marked expired, once (an
+//!   erasure marks the contacts it clears too).
 //! - `case-notes`: cases no longer open and inactive for the period lose
 //!   their notes; the reasons in their history and the notes and consent
-//!   statements of their referrals read [`EXPIRED`]; each case once.
+//!   statements of their referrals read [`EXPIRED`]; text written to such a
+//!   case later (a note, a partner's report) goes at the next run.
 //! - `inactive-customers`: residents with no open case and no contact for the
 //!   period are erased ([`crate::CasesStore::erase_customer`]), by
 //!   [`ACTOR_RETENTION`], so the erasure is recorded like any other.

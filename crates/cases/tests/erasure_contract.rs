@@ -267,3 +267,90 @@ async fn an_erased_resident_is_gone_and_the_statistics_stay(store: &dyn CasesSto
 }
 
 contract_suite!(an_erased_resident_is_gone_and_the_statistics_stay);
+
+/// On PostgreSQL batches run side by side with an erasure: the erasure takes
+/// the resident's identity locks first, so a batch that may be attaching a
+/// contact to them is waited for (and its contact erased with the rest), and
+/// a batch after the erasure finds no one to attach to.
+#[tokio::test]
+async fn an_erasure_waits_for_a_batch_matching_the_resident() {
+    use sqlx::Connection as _;
+
+    let (store, guard) = common::postgres_store().await;
+    let common::StoreGuard::Postgres(database) = &guard else {
+        unreachable!("postgres_store keeps a PostgreSQL database")
+    };
+    let phone = "07700 900466";
+    let first = common::apply_one(
+        &*store,
+        ContactBuilder::new(Channel::Phone, "council-tax")
+            .phone(phone)
+            .caller(phone)
+            .build(),
+    )
+    .await;
+
+    // A batch holding the identity lock of the resident's number, as
+    // `apply_contacts` takes it before looking customers up.
+    let mut batch = sqlx::PgConnection::connect(&database.url).await.unwrap();
+    let mut batch_tx = batch.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(format!(
+            "cases.customer.phone:{}",
+            PhoneNumber::parse(phone).unwrap().as_e164()
+        ))
+        .execute(&mut *batch_tx)
+        .await
+        .unwrap();
+
+    let erasing = tokio::spawn({
+        let store = store.clone();
+        async move {
+            store
+                .erase_customer(&ErasureRequest {
+                    customer_id: first.customer_id,
+                    reason: "the resident asked".to_owned(),
+                    actor: "admin-ada".to_owned(),
+                    only_if_inactive_since: None,
+                })
+                .await
+        }
+    });
+    // The erasure waits on that lock.
+    let mut observer = sqlx::PgConnection::connect(&database.url).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .fetch_one(&mut observer)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the erasure never waited for the batch's identity lock"
+        );
+        assert!(!erasing.is_finished(), "the erasure went ahead of the batch");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(!erasing.is_finished());
+
+    batch_tx.commit().await.unwrap();
+    let erased = erasing.await.unwrap().unwrap().unwrap();
+    assert_eq!(erased.customer_id, first.customer_id);
+
+    // Afterwards the same number starts a new customer.
+    let after = common::apply_one(
+        &*store,
+        ContactBuilder::new(Channel::Phone, "council-tax")
+            .phone(phone)
+            .caller(phone)
+            .build(),
+    )
+    .await;
+    assert_ne!(after.customer_id, first.customer_id);
+}

@@ -207,7 +207,75 @@ async fn a_resident_back_in_touch_is_not_erased_by_the_schedule(store: &dyn Case
     assert_eq!(erased.customer_id, customer_id);
 }
 
+async fn resolve(store: &dyn CasesStore, case_id: switchboard_domain::CaseId) {
+    store
+        .change_case_status(&StatusChange {
+            case_id,
+            to: CaseStatus::Resolved,
+            reason: "explained the discount to Mrs Example".to_owned(),
+            actor: "agent-ada".to_owned(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+async fn a_note_written_after_a_run_goes_at_the_next(store: &dyn CasesStore) {
+    let schedule = schedule();
+    let (_, case_id) = resident(store, "07700 900444").await;
+    resolve(store, case_id).await;
+    let later = now() + Duration::days(10);
+    let runs = apply_retention(store, &schedule, later).await.unwrap();
+    assert_eq!(affected(&runs, RetentionCategory::CaseNotes), 1);
+
+    // An agent notes something on the resolved case afterwards.
+    store
+        .add_case_note(case_id, "agent-ada", "Mrs Example rang back about her son")
+        .await
+        .unwrap()
+        .unwrap();
+    let runs = apply_retention(store, &schedule, later).await.unwrap();
+    assert_eq!(affected(&runs, RetentionCategory::CaseNotes), 1);
+    let detail = store.case_detail(&CaseKey::Id(case_id)).await.unwrap().unwrap();
+    assert!(detail.notes.is_empty(), "{:?}", detail.notes.len());
+
+    // Nothing is left: the case is not counted again.
+    let runs = apply_retention(store, &schedule, later).await.unwrap();
+    assert_eq!(affected(&runs, RetentionCategory::CaseNotes), 0);
+}
+
+async fn what_an_erasure_removed_is_not_counted_again(store: &dyn CasesStore) {
+    let schedule = schedule();
+    let (customer_id, case_id) = resident(store, "07700 900555").await;
+    store
+        .add_case_note(case_id, "agent-ada", "said her husband died in May")
+        .await
+        .unwrap()
+        .unwrap();
+    resolve(store, case_id).await;
+    store
+        .erase_customer(&ErasureRequest {
+            customer_id,
+            reason: "the resident asked".to_owned(),
+            actor: "admin-ada".to_owned(),
+            only_if_inactive_since: None,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+
+    // The erasure already removed the contact's content, the note and the
+    // history's reasons: the schedule finds nothing of theirs to remove.
+    let runs = apply_retention(store, &schedule, now() + Duration::days(10))
+        .await
+        .unwrap();
+    assert_eq!(affected(&runs, RetentionCategory::ContactContent), 0);
+    assert_eq!(affected(&runs, RetentionCategory::CaseNotes), 0);
+}
+
 contract_suite!(
     the_schedule_removes_what_is_due_and_keeps_the_statistics,
     a_resident_back_in_touch_is_not_erased_by_the_schedule,
+    a_note_written_after_a_run_goes_at_the_next,
+    what_an_erasure_removed_is_not_counted_again,
 );
