@@ -5,6 +5,10 @@
 //! | --- | --- |
 //! | intake: contacts accepted per second (durably committed before the answer), over gRPC | PostgreSQL: single-row commits per second over 8 connections |
 //! | end to end: contacts per second from submission to stored on a case | RabbitMQ: persistent messages per second, published with confirms into a quorum queue and consumed by one consumer |
+//! | end to end's broker work alone: RabbitMQ doing for each contact what end to end has it do, with no service running | the same |
+//!
+//! The last row is not a target but a ceiling: end to end does that broker
+//! work and everything else on the same cores, so it cannot be faster.
 //!
 //! It runs against PostgreSQL and RabbitMQ (`--database-url`, `--amqp-url`,
 //! else the local servers), in a database and under a queue prefix of its
@@ -12,6 +16,7 @@
 //! because they measure the servers themselves, not any service.
 
 use std::{
+    future::Future,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -19,9 +24,11 @@ use std::{
 use anyhow::{Context, bail};
 use futures::{StreamExt, stream};
 use lapin::{
-    BasicProperties, Connection, ConnectionProperties,
+    BasicProperties, Channel as AmqpChannel, Connection, ConnectionProperties, ExchangeKind,
+    PublisherConfirm,
     options::{
-        BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions,
+        BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions,
+        ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
         QueueDeleteOptions,
     },
     types::{AMQPValue, FieldTable},
@@ -45,6 +52,8 @@ use crate::{
 
 /// A body about the size of a `contact.received` event with its sealed data.
 const MESSAGE_BYTES: usize = 700;
+/// Messages a publisher has awaiting confirmation at most.
+const CONFIRM_WINDOW: usize = 512;
 /// Connections the raw PostgreSQL baseline commits over.
 const RAW_CONNECTIONS: usize = 8;
 
@@ -73,38 +82,106 @@ pub async fn run(global: &GlobalOptions, args: BenchArgs) -> anyhow::Result<()> 
 }
 
 struct Report {
-    raw_commits_per_second: f64,
-    intake_per_second: f64,
-    raw_broker_per_second: f64,
-    end_to_end_per_second: f64,
+    raw_commits: Figure,
+    intake: Figure,
+    raw_broker: Figure,
+    broker_alone: Figure,
+    end_to_end: Figure,
+}
+
+/// A rate, and the busy CPU time of the whole machine (every process on
+/// every core: services, servers and the bench's own clients) for each item
+/// over the step that measured it.
+#[derive(Clone, Copy)]
+struct Figure {
+    per_second: f64,
+    cpu_per_item: Option<Duration>,
+}
+
+impl std::fmt::Display for Figure {
+    /// `rate | CPU µs`, two cells of the report's table.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.0} | ", self.per_second)?;
+        match self.cpu_per_item {
+            Some(cpu) => write!(f, "{:.0}", cpu.as_secs_f64() * 1e6),
+            None => write!(f, "n/a"),
+        }
+    }
 }
 
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let intake_ratio = self.intake_per_second / self.raw_commits_per_second;
-        let end_to_end_ratio = self.end_to_end_per_second / self.raw_broker_per_second;
+        let ratio = |figure: &Figure, baseline: &Figure| figure.per_second / baseline.per_second;
+        let intake_ratio = ratio(&self.intake, &self.raw_commits);
+        let end_to_end_ratio = ratio(&self.end_to_end, &self.raw_broker);
         writeln!(
             f,
-            "| figure | per second | baseline (same run) | per second | ratio | target |"
+            "| figure | per second | CPU µs each | baseline (same run) | per second | CPU µs each | ratio | target |"
         )?;
-        writeln!(f, "| --- | ---: | --- | ---: | ---: | --- |")?;
+        writeln!(f, "| --- | ---: | ---: | --- | ---: | ---: | ---: | --- |")?;
         writeln!(
             f,
-            "| intake: contacts accepted (durable) | {:.0} | PostgreSQL single-row commits, {RAW_CONNECTIONS} connections | {:.0} | {:.2} | ≥ 1.00 {} |",
-            self.intake_per_second,
-            self.raw_commits_per_second,
-            intake_ratio,
+            "| intake: contacts accepted (durable) | {} | PostgreSQL single-row commits, {RAW_CONNECTIONS} connections | {} | {intake_ratio:.2} | ≥ 1.00 {} |",
+            self.intake,
+            self.raw_commits,
             verdict(intake_ratio >= 1.0)
+        )?;
+        writeln!(
+            f,
+            "| end to end: submitted → stored on a case | {} | RabbitMQ publish (confirmed) → consume, quorum queue | {} | {end_to_end_ratio:.2} | ≥ 0.33 {} |",
+            self.end_to_end,
+            self.raw_broker,
+            verdict(end_to_end_ratio >= 1.0 / 3.0)
         )?;
         write!(
             f,
-            "| end to end: submitted → stored on a case | {:.0} | RabbitMQ publish (confirmed) → consume, quorum queue | {:.0} | {:.2} | ≥ 0.33 {} |",
-            self.end_to_end_per_second,
-            self.raw_broker_per_second,
-            end_to_end_ratio,
-            verdict(end_to_end_ratio >= 1.0 / 3.0)
+            "| end to end's broker work alone (its ceiling here) | {} | the same | {} | {:.2} | |",
+            self.broker_alone,
+            self.raw_broker,
+            ratio(&self.broker_alone, &self.raw_broker),
         )
     }
+}
+
+/// Busy CPU time of the whole machine since boot, from the first line of
+/// `/proc/stat` (every field but idle and iowait; guest time is counted in
+/// user time already), or `None` where there is no such file. The kernel
+/// reports it in USER_HZ ticks, a fixed 100 a second.
+fn machine_busy() -> Option<Duration> {
+    const USER_HZ: u64 = 100;
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    // user nice system idle iowait irq softirq steal (guest guest_nice)
+    let busy: u64 = ticks
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(field, _)| !matches!(field, 3 | 4))
+        .map(|(_, ticks)| ticks)
+        .sum();
+    Some(Duration::from_millis(busy * 1000 / USER_HZ))
+}
+
+/// Runs one step of the bench: `step` returns the rate it measured; the
+/// machine's busy CPU time over the whole step is shared among `items`.
+async fn figure(items: usize, step: impl Future<Output = anyhow::Result<f64>>) -> anyhow::Result<Figure> {
+    let before = machine_busy();
+    let per_second = step.await?;
+    let cpu_per_item = match (before, machine_busy()) {
+        (Some(before), Some(after)) => Some(after.saturating_sub(before) / items.max(1) as u32),
+        _ => None,
+    };
+    Ok(Figure {
+        per_second,
+        cpu_per_item,
+    })
 }
 
 fn verdict(met: bool) -> &'static str {
@@ -118,12 +195,16 @@ async fn measure(
     concurrency: usize,
 ) -> anyhow::Result<Report> {
     eprintln!("raw PostgreSQL commits ...");
-    let raw_commits_per_second = raw_postgres_commits(database_url, contacts).await?;
-    eprintln!("  {raw_commits_per_second:.0}/s");
+    let raw_commits = figure(contacts, raw_postgres_commits(database_url, contacts)).await?;
+    eprintln!("  {raw_commits} µs");
 
     eprintln!("raw RabbitMQ publish-confirm-consume ...");
-    let raw_broker_per_second = raw_rabbitmq(amqp_url, contacts).await?;
-    eprintln!("  {raw_broker_per_second:.0}/s");
+    let raw_broker = figure(contacts, raw_rabbitmq(amqp_url, contacts)).await?;
+    eprintln!("  {raw_broker} µs");
+
+    eprintln!("RabbitMQ alone, end to end's messages ...");
+    let broker_alone = figure(contacts, broker_alone(amqp_url, contacts)).await?;
+    eprintln!("  {broker_alone} µs");
 
     let data_dir = tempfile_dir()?;
     let mut settings = crate::commands::settings(&GlobalOptions {
@@ -165,29 +246,33 @@ async fn measure(
     let key = credentials.intake_key.expose_secret().to_owned();
 
     eprintln!("intake: accepted contacts ...");
-    let (intake_per_second, _) = submit(&intake, &key, contacts, concurrency, 0).await?;
-    eprintln!("  {intake_per_second:.0}/s");
+    let intake_figure = figure(contacts, submit(&intake, &key, contacts, concurrency, 0)).await?;
+    eprintln!("  {intake_figure} µs");
 
     eprintln!("end to end: submitted → stored on a case ...");
     let cases = start(Services::Cases).await?;
     let store = PgCasesStore::connect(database_url).await?;
     // Let the case store catch up with the intake run before timing afresh.
     wait_for_contacts(&store, contacts as u64, Duration::from_secs(300)).await?;
-    let started = Instant::now();
-    submit(&intake, &key, contacts, concurrency, contacts).await?;
-    wait_for_contacts(&store, 2 * contacts as u64, Duration::from_secs(600)).await?;
-    let end_to_end_per_second = contacts as f64 / started.elapsed().as_secs_f64();
-    eprintln!("  {end_to_end_per_second:.0}/s");
+    let end_to_end = figure(contacts, async {
+        let started = Instant::now();
+        submit(&intake, &key, contacts, concurrency, contacts).await?;
+        wait_for_contacts(&store, 2 * contacts as u64, Duration::from_secs(600)).await?;
+        Ok(contacts as f64 / started.elapsed().as_secs_f64())
+    })
+    .await?;
+    eprintln!("  {end_to_end} µs");
 
     intake.stop().await?;
     cases.stop().await?;
     delete_topology(amqp_url, &topology).await;
     let _ = std::fs::remove_dir_all(&data_dir);
     Ok(Report {
-        raw_commits_per_second,
-        intake_per_second,
-        raw_broker_per_second,
-        end_to_end_per_second,
+        raw_commits,
+        intake: intake_figure,
+        raw_broker,
+        broker_alone,
+        end_to_end,
     })
 }
 
@@ -199,7 +284,7 @@ async fn submit(
     count: usize,
     concurrency: usize,
     first: usize,
-) -> anyhow::Result<(f64, Duration)> {
+) -> anyhow::Result<f64> {
     let endpoint = format!("http://{}", running.grpc_addr);
     let mut clients = Vec::new();
     for _ in 0..4 {
@@ -222,7 +307,7 @@ async fn submit(
     if let Some(Err(status)) = results.into_iter().find(Result::is_err) {
         bail!("a contact was refused: {status}");
     }
-    Ok((count as f64 / elapsed.as_secs_f64(), elapsed))
+    Ok(count as f64 / elapsed.as_secs_f64())
 }
 
 /// Residents in Ofcom's drama range, several contacts each.
@@ -301,33 +386,13 @@ async fn raw_postgres_commits(database_url: &str, rows: usize) -> anyhow::Result
 /// One publisher with confirms (persistent, mandatory, a window of messages
 /// awaiting confirmation), one consumer acking, a quorum queue.
 async fn raw_rabbitmq(amqp_url: &str, messages: usize) -> anyhow::Result<f64> {
-    const CONFIRM_WINDOW: usize = 512;
     let connection = Connection::connect(amqp_url, ConnectionProperties::default()).await?;
     let publisher = connection.create_channel().await?;
     let consumer_channel = connection.create_channel().await?;
     publisher.confirm_select(ConfirmSelectOptions::default()).await?;
     let queue = format!("bench-raw-{:08x}", rand_suffix());
-    let mut arguments = FieldTable::default();
-    arguments.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
-    publisher
-        .queue_declare(
-            queue.as_str().into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            arguments,
-        )
-        .await?;
-    consumer_channel.basic_qos(1_000, Default::default()).await?;
-    let mut consumer = consumer_channel
-        .basic_consume(
-            queue.as_str().into(),
-            "bench".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    declare_queue(&publisher, &queue, "quorum").await?;
+    let mut consumer = consume(&consumer_channel, &queue).await?;
     let body = vec![b'x'; MESSAGE_BYTES];
     let started = Instant::now();
     let consuming = tokio::spawn(async move {
@@ -336,36 +401,18 @@ async fn raw_rabbitmq(amqp_url: &str, messages: usize) -> anyhow::Result<f64> {
             let Some(delivery) = consumer.next().await else {
                 break;
             };
-            let delivery = delivery?;
-            delivery.ack(BasicAckOptions::default()).await?;
+            delivery?.ack(BasicAckOptions::default()).await?;
             received += 1;
         }
         anyhow::Ok(received)
     });
-    let mut in_flight = Vec::with_capacity(CONFIRM_WINDOW);
+    let mut confirms = ConfirmWindow::default();
     for _ in 0..messages {
-        let confirm = publisher
-            .basic_publish(
-                "".into(),
-                queue.as_str().into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..Default::default()
-                },
-                &body,
-                BasicProperties::default().with_delivery_mode(2),
-            )
+        confirms
+            .push(publish(&publisher, "", &queue, &body).await?)
             .await?;
-        in_flight.push(confirm);
-        if in_flight.len() == CONFIRM_WINDOW {
-            for confirm in in_flight.drain(..) {
-                confirm.await?;
-            }
-        }
     }
-    for confirm in in_flight.drain(..) {
-        confirm.await?;
-    }
+    confirms.drain().await?;
     let received = consuming.await??;
     let elapsed = started.elapsed();
     if received != messages {
@@ -379,6 +426,166 @@ async fn raw_rabbitmq(amqp_url: &str, messages: usize) -> anyhow::Result<f64> {
         .await?;
     let _ = connection.close(200, "bench done".into()).await;
     Ok(messages as f64 / elapsed.as_secs_f64())
+}
+
+/// What RabbitMQ does for each contact of the end-to-end figure, with the
+/// same client as the raw baseline and none of the services: a topic
+/// exchange with the queues the bench's topology binds (the cases quorum
+/// queue on `contact.#`, the analytics stream on `#`); each contact is
+/// published with confirms as `contact.received` (into both), consumed and
+/// acked from the quorum queue, and answered by a confirmed `case.opened`
+/// (into the stream only). End to end does all of this and more on the same
+/// cores, so this rate is its ceiling on the machine.
+async fn broker_alone(amqp_url: &str, contacts: usize) -> anyhow::Result<f64> {
+    let connection = Connection::connect(amqp_url, ConnectionProperties::default()).await?;
+    let intake = connection.create_channel().await?;
+    let cases = connection.create_channel().await?;
+    let consumer_channel = connection.create_channel().await?;
+    intake.confirm_select(ConfirmSelectOptions::default()).await?;
+    cases.confirm_select(ConfirmSelectOptions::default()).await?;
+    let suffix = format!("{:08x}", rand_suffix());
+    let exchange = format!("bench-spine-{suffix}");
+    let cases_queue = format!("bench-spine-cases-{suffix}");
+    let analytics = format!("bench-spine-analytics-{suffix}");
+    intake
+        .exchange_declare(
+            exchange.as_str().into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    for (queue, kind, pattern) in [(&cases_queue, "quorum", "contact.#"), (&analytics, "stream", "#")] {
+        declare_queue(&intake, queue, kind).await?;
+        intake
+            .queue_bind(
+                queue.as_str().into(),
+                exchange.as_str().into(),
+                pattern.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+    }
+    let mut consumer = consume(&consumer_channel, &cases_queue).await?;
+    let body = vec![b'x'; MESSAGE_BYTES];
+    let started = Instant::now();
+    let consuming = tokio::spawn({
+        let (exchange, body) = (exchange.clone(), body.clone());
+        async move {
+            let mut confirms = ConfirmWindow::default();
+            let mut received = 0usize;
+            while received < contacts {
+                let Some(delivery) = consumer.next().await else {
+                    break;
+                };
+                confirms
+                    .push(publish(&cases, &exchange, "case.opened", &body).await?)
+                    .await?;
+                delivery?.ack(BasicAckOptions::default()).await?;
+                received += 1;
+            }
+            confirms.drain().await?;
+            anyhow::Ok(received)
+        }
+    });
+    let mut confirms = ConfirmWindow::default();
+    for _ in 0..contacts {
+        confirms
+            .push(publish(&intake, &exchange, "contact.received", &body).await?)
+            .await?;
+    }
+    confirms.drain().await?;
+    let received = consuming.await??;
+    let elapsed = started.elapsed();
+    if received != contacts {
+        bail!("the cases side received {received} of {contacts} contacts");
+    }
+    consumer_channel.close(200, "bench done".into()).await?;
+    for queue in [&cases_queue, &analytics] {
+        intake
+            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+            .await?;
+    }
+    intake
+        .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+        .await?;
+    let _ = connection.close(200, "bench done".into()).await;
+    Ok(contacts as f64 / elapsed.as_secs_f64())
+}
+
+/// A durable queue of `kind` (`quorum` or `stream`).
+async fn declare_queue(channel: &AmqpChannel, queue: &str, kind: &str) -> anyhow::Result<()> {
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-queue-type".into(), AMQPValue::LongString(kind.into()));
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            arguments,
+        )
+        .await?;
+    Ok(())
+}
+
+async fn consume(channel: &AmqpChannel, queue: &str) -> anyhow::Result<lapin::Consumer> {
+    channel.basic_qos(1_000, Default::default()).await?;
+    Ok(channel
+        .basic_consume(
+            queue.into(),
+            "bench".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?)
+}
+
+/// A persistent, mandatory publish; the confirm is the caller's to await.
+async fn publish(
+    channel: &AmqpChannel,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+) -> anyhow::Result<PublisherConfirm> {
+    Ok(channel
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            body,
+            BasicProperties::default().with_delivery_mode(2),
+        )
+        .await?)
+}
+
+/// Publisher confirms awaited a window at a time.
+#[derive(Default)]
+struct ConfirmWindow(Vec<PublisherConfirm>);
+
+impl ConfirmWindow {
+    async fn push(&mut self, confirm: PublisherConfirm) -> anyhow::Result<()> {
+        self.0.push(confirm);
+        if self.0.len() >= CONFIRM_WINDOW {
+            self.drain().await?;
+        }
+        Ok(())
+    }
+
+    async fn drain(&mut self) -> anyhow::Result<()> {
+        for confirm in self.0.drain(..) {
+            confirm.await?;
+        }
+        Ok(())
+    }
 }
 
 async fn delete_topology(amqp_url: &str, topology: &Topology) {
