@@ -44,7 +44,7 @@ use switchboard_domain::{
     CustomerId, EmailAddress, EventId, Needs, OfficeId, PersonName, PhoneNumber, Postcode, ServiceId,
 };
 use switchboard_proto::{event_types, v1};
-use switchboard_runtime::testing::TestDatabase;
+use switchboard_runtime::testing::{TestDatabase, with_cpu_per_item};
 use uuid::Uuid;
 
 const DAY_MICROS: i64 = 86_400_000_000;
@@ -1551,23 +1551,33 @@ fn main() {
             "copied the contacts table for raw inserts in {:.0} s",
             step.elapsed().as_secs_f64()
         );
-        let raw = raw_inserts(
-            &pool,
-            &arrivals(incoming_count, 0, customers as u64, postcodes, &services),
-            &services,
-            &seed,
+        // Each with the whole machine's CPU time per contact over its step.
+        let (raw, raw_cpu) = with_cpu_per_item(
+            incoming_count,
+            raw_inserts(
+                &pool,
+                &arrivals(incoming_count, 0, customers as u64, postcodes, &services),
+                &services,
+                &seed,
+            ),
         )
         .await;
-        let consumed = consumer(
-            store.clone(),
-            &arrivals(incoming_count, 1, customers as u64, postcodes, &services),
-            &services,
+        let (consumed, consumed_cpu) = with_cpu_per_item(
+            incoming_count,
+            consumer(
+                store.clone(),
+                &arrivals(incoming_count, 1, customers as u64, postcodes, &services),
+                &services,
+            ),
         )
         .await;
-        let applied = store_apply(
-            &store,
-            &arrivals(incoming_count, 2, customers as u64, postcodes, &services),
-            &services,
+        let (applied, applied_cpu) = with_cpu_per_item(
+            incoming_count,
+            store_apply(
+                &store,
+                &arrivals(incoming_count, 2, customers as u64, postcodes, &services),
+                &services,
+            ),
         )
         .await;
 
@@ -1606,15 +1616,26 @@ fn main() {
         }
         println!();
         println!(
-            "| write ({incoming_count} contacts, batches of {MAX_APPLY_BATCH}) | contacts/s | ratio to raw |"
+            "| write ({incoming_count} contacts, batches of {MAX_APPLY_BATCH}) | contacts/s | ratio to raw | machine CPU µs per contact |"
         );
-        println!("| --- | ---: | ---: |");
-        println!("| baseline: raw batched inserts into a copy of contacts | {raw:.0} | 1.00 |");
+        println!("| --- | ---: | ---: | ---: |");
+        let cpu = |per_contact: Option<Duration>| {
+            per_contact.map_or("n/a".to_owned(), |cpu| format!("{:.0}", cpu.as_secs_f64() * 1e6))
+        };
         println!(
-            "| consumer over the in-process bus | {consumed:.0} | {:.2} |",
-            consumed / raw
+            "| baseline: raw batched inserts into a copy of contacts | {raw:.0} | 1.00 | {} |",
+            cpu(raw_cpu)
         );
-        println!("| apply_contacts alone | {applied:.0} | {:.2} |", applied / raw);
+        println!(
+            "| consumer over the in-process bus | {consumed:.0} | {:.2} | {} |",
+            consumed / raw,
+            cpu(consumed_cpu)
+        );
+        println!(
+            "| apply_contacts alone | {applied:.0} | {:.2} | {} |",
+            applied / raw,
+            cpu(applied_cpu)
+        );
         println!();
         println!(
             "timeline p99 under 10 ms: {:.2} ms, {}",

@@ -1,6 +1,8 @@
 //! Helpers for tests that reach real servers: a fresh PostgreSQL database per
 //! test, so tests never see each other's rows and can run in parallel; the
-//! broker address; and [`TestCredentials`] for servers behind the auth layer.
+//! broker address; [`TestCredentials`] for servers behind the auth layer; and
+//! the machine's busy CPU time, which benchmarks share out among what they
+//! measured.
 
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 
@@ -170,4 +172,49 @@ impl Default for TestCredentials {
     fn default() -> Self {
         TestCredentials::new()
     }
+}
+
+/// Busy CPU time of the whole machine since boot, from the first line of
+/// `/proc/stat` (every field but idle and iowait; guest time is counted in
+/// user time already), or `None` where there is no such file. The kernel
+/// reports it in USER_HZ ticks, a fixed 100 a second.
+pub fn machine_busy() -> Option<std::time::Duration> {
+    const USER_HZ: u64 = 100;
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    // user nice system idle iowait irq softirq steal (guest guest_nice)
+    let busy: u64 = ticks
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(field, _)| !matches!(field, 3 | 4))
+        .map(|(_, ticks)| ticks)
+        .sum();
+    Some(std::time::Duration::from_millis(busy * 1000 / USER_HZ))
+}
+
+/// Runs `step` and shares the machine's busy CPU time over it among the
+/// `items` it handled: the whole machine's cost of one item (services,
+/// servers and the benchmark's own clients alike), `None` where
+/// [`machine_busy`] is not known.
+pub async fn with_cpu_per_item<T>(
+    items: usize,
+    step: impl std::future::Future<Output = T>,
+) -> (T, Option<std::time::Duration>) {
+    let before = machine_busy();
+    let output = step.await;
+    let per_item = match (before, machine_busy()) {
+        (Some(before), Some(after)) => {
+            Some(after.saturating_sub(before) / u32::try_from(items.max(1)).unwrap_or(u32::MAX))
+        }
+        _ => None,
+    };
+    (output, per_item)
 }

@@ -41,7 +41,7 @@ use switchboard_proto::v1::{
     Channel, Customer, Needs, PhoneOrigin, SubmitContactRequest, intake_service_client::IntakeServiceClient,
     submit_contact_request::Origin,
 };
-use switchboard_runtime::{DevCredentials, Shutdown};
+use switchboard_runtime::{DevCredentials, Shutdown, testing};
 use tokio::net::TcpListener;
 use tonic::{metadata::MetadataValue, transport::Channel as GrpcChannel};
 
@@ -143,43 +143,11 @@ impl std::fmt::Display for Report {
     }
 }
 
-/// Busy CPU time of the whole machine since boot, from the first line of
-/// `/proc/stat` (every field but idle and iowait; guest time is counted in
-/// user time already), or `None` where there is no such file. The kernel
-/// reports it in USER_HZ ticks, a fixed 100 a second.
-fn machine_busy() -> Option<Duration> {
-    const USER_HZ: u64 = 100;
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let ticks: Vec<u64> = stat
-        .lines()
-        .next()?
-        .strip_prefix("cpu ")?
-        .split_whitespace()
-        .map(str::parse)
-        .collect::<Result<_, _>>()
-        .ok()?;
-    // user nice system idle iowait irq softirq steal (guest guest_nice)
-    let busy: u64 = ticks
-        .iter()
-        .take(8)
-        .enumerate()
-        .filter(|(field, _)| !matches!(field, 3 | 4))
-        .map(|(_, ticks)| ticks)
-        .sum();
-    Some(Duration::from_millis(busy * 1000 / USER_HZ))
-}
-
-/// Runs one step of the bench: `step` returns the rate it measured; the
-/// machine's busy CPU time over the whole step is shared among `items`.
+/// Runs one step of the bench: `step` returns the rate it measured.
 async fn figure(items: usize, step: impl Future<Output = anyhow::Result<f64>>) -> anyhow::Result<Figure> {
-    let before = machine_busy();
-    let per_second = step.await?;
-    let cpu_per_item = match (before, machine_busy()) {
-        (Some(before), Some(after)) => Some(after.saturating_sub(before) / items.max(1) as u32),
-        _ => None,
-    };
+    let (per_second, cpu_per_item) = testing::with_cpu_per_item(items, step).await;
     Ok(Figure {
-        per_second,
+        per_second: per_second?,
         cpu_per_item,
     })
 }
