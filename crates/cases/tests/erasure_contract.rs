@@ -281,14 +281,14 @@ async fn an_erasure_waits_for_a_batch_matching_the_resident() {
         unreachable!("postgres_store keeps a PostgreSQL database")
     };
     let phone = "07700 900466";
-    let first = common::apply_one(
-        &*store,
+    // A new call from the number each time.
+    let call = || {
         ContactBuilder::new(Channel::Phone, "council-tax")
             .phone(phone)
             .caller(phone)
-            .build(),
-    )
-    .await;
+            .build()
+    };
+    let first = common::apply_one(&*store, call()).await;
 
     // A batch holding the identity lock of the resident's number, as
     // `apply_contacts` takes it before looking customers up.
@@ -344,13 +344,6 @@ async fn an_erasure_waits_for_a_batch_matching_the_resident() {
     assert_eq!(erased.customer_id, first.customer_id);
 
     // Afterwards the same number starts a new customer.
-    let after = common::apply_one(
-        &*store,
-        ContactBuilder::new(Channel::Phone, "council-tax")
-            .phone(phone)
-            .caller(phone)
-            .build(),
-    )
-    .await;
+    let after = common::apply_one(&*store, call()).await;
     assert_ne!(after.customer_id, first.customer_id);
 }
