@@ -499,6 +499,7 @@ impl Engine {
                 .copied(),
         );
         let vulnerable = consented_vulnerability(needs);
+        let queue = contact.queue;
         if contact.needs_reqs == needs_reqs
             && contact.needs_boost == needs_boost
             && contact.vulnerable == vulnerable
@@ -508,10 +509,7 @@ impl Engine {
         // Out of its lane under the old priority, back in under the new one,
         // at the same arrival and step, so it keeps its place among equals.
         self.detach(index);
-        let Some(queue) = self.state.contact(index).map(|contact| contact.queue) else {
-            return Ok(());
-        };
-        let sig = self.contact_sig(&needs_reqs, vulnerable, queue);
+        let sig = self.contact_sig(needs_reqs.clone(), vulnerable, queue);
         if let Some(contact) = self.state.contact_mut(index) {
             contact.needs_reqs = needs_reqs;
             contact.needs_boost = needs_boost;
@@ -866,7 +864,7 @@ impl Engine {
         contact.target = None;
         contact.declined.clear();
         let (needs_reqs, vulnerable) = (contact.needs_reqs.clone(), contact.vulnerable);
-        let sig = self.contact_sig(&needs_reqs, vulnerable, target);
+        let sig = self.contact_sig(needs_reqs, vulnerable, target);
         if let Some(contact) = self.state.contact_mut(index) {
             contact.sig = sig;
         }
@@ -875,8 +873,7 @@ impl Engine {
 
     /// What a contact is matched by: its needs' requirements, and its
     /// queue's vulnerability requirement while it is vulnerable.
-    fn contact_sig(&mut self, needs_reqs: &[Req], vulnerable: bool, queue: QueueIdx) -> SigIdx {
-        let mut reqs = needs_reqs.to_vec();
+    fn contact_sig(&mut self, mut reqs: Vec<Req>, vulnerable: bool, queue: QueueIdx) -> SigIdx {
         if vulnerable && let Some(req) = self.queues.get(queue as usize).and_then(|q| q.vulnerable_req) {
             reqs.push(req);
         }

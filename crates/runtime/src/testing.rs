@@ -178,7 +178,7 @@ impl Default for TestCredentials {
 /// `/proc/stat` (every field but idle and iowait; guest time is counted in
 /// user time already), or `None` where there is no such file. The kernel
 /// reports it in USER_HZ ticks, a fixed 100 a second.
-pub fn machine_busy() -> Option<std::time::Duration> {
+fn machine_busy() -> Option<std::time::Duration> {
     const USER_HZ: u64 = 100;
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let ticks: Vec<u64> = stat

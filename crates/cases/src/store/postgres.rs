@@ -57,9 +57,6 @@ macro_rules! customer_columns {
         "id, name, phone_e164, email, postcode, address_line, uprn, created_at, needs::text AS needs"
     };
 }
-// What a contact keeps of what the resident said once it is erased or
-// expired: nothing (the erased needs bound as $2), and of its origin only the
-// council's own facts (office, number dialled, form).
 /// Whether customer `c` has been in touch since the time bound first
 /// (`$1`): a contact since then, or a case still open. What keeps a
 /// resident from the retention schedule's erasure.
@@ -70,6 +67,9 @@ macro_rules! in_touch_since {
           OR EXISTS (SELECT 1 FROM contacts k WHERE k.customer_id = c.id AND k.received_at >= $1))"
     };
 }
+/// What a contact keeps of what the resident said once it is erased or
+/// expired: nothing (the erased needs bound as $2), and of its origin only the
+/// council's own facts (office, number dialled, form).
 macro_rules! clear_contact_content {
     () => {
         "summary = '', details = '{}'::jsonb, needs = $2::jsonb, \
@@ -1972,8 +1972,9 @@ impl CasesStore for PgCasesStore {
                 "the customer was erased already".to_owned(),
             ));
         }
-        // Under the row lock: a contact stored meanwhile waits for it (its
-        // foreign key shares the row), or committed before and is seen here.
+        // Under the identity and row locks: a batch matching the resident
+        // waits for them (and a contact's foreign key shares the row), or
+        // committed before and is seen here.
         if let Some(cutoff) = request.only_if_inactive_since {
             let in_touch: bool = sqlx::query_scalar(concat!(
                 "SELECT ",

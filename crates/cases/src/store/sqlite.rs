@@ -64,8 +64,6 @@ macro_rules! customer_columns {
         "id, name, phone_e164, email, postcode, address_line, uprn, created_at, needs"
     };
 }
-// What a contact keeps once erased or expired (see the PostgreSQL store);
-// the erased needs bound as ?2.
 /// Whether customer `c` has been in touch since the time bound first
 /// (`?1`): a contact since then, or a case still open. What keeps a
 /// resident from the retention schedule's erasure.
@@ -76,6 +74,8 @@ macro_rules! in_touch_since {
           OR EXISTS (SELECT 1 FROM contacts k WHERE k.customer_id = c.id AND k.received_at >= ?1))"
     };
 }
+/// What a contact keeps once erased or expired (see the PostgreSQL store);
+/// the erased needs bound as ?2.
 macro_rules! clear_contact_content {
     () => {
         "summary = '', details = '{}', needs = ?2, \
